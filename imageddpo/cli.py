@@ -7,48 +7,38 @@ Docs: https://hectorastrom.github.io/imageddpo/cli.html.md"""
 # %% auto #0
 __all__ = ['smoke', 'main']
 
-# %% ../nbs/07_cli.ipynb #46fd0281
+# %% ../nbs/07_cli.ipynb #26fd4115
 import argparse, inspect, time
 
 import torch
 from fastcore.script import anno_parser
 
+from .pipeline import I2IDDPOStableDiffusionPipeline
 from .pocket import tiny_pipeline
-from .scheduler import ddim_step_with_logprob
 
-# %% ../nbs/07_cli.ipynb #40c4f466
-def smoke(steps:int=10, # denoising steps to sample
-          batch:int=2,  # trajectories sampled at once
+# %% ../nbs/07_cli.ipynb #b209f988
+def smoke(steps:int=10, # N, the length of the DDIM schedule
+          noise_strength:float=0.5, # fraction of the schedule re-run from the noised input
+          batch:int=2,  # images rolled out at once
           eta:float=1.0, # sampling noise (must be > 0 to have log-probs)
-          seed:int=0,   # seeds the pipeline and the sampling noise
+          seed:int=0,   # seeds the pipeline, the input images and the sampling noise
           prompt:str="a handwritten digit 3", # text conditioning
          ) -> dict:
-    "Sample a trajectory on the tiny pipeline, replay its log-probs, and report timing and the replay error."
-    if steps < 1: raise ValueError(f"steps must be >= 1, got {steps}")
+    "Roll out the tiny pipeline's LoRA policy on random images, replay its log-probs, report timing and the replay error."
     if batch < 1: raise ValueError(f"batch must be >= 1, got {batch}")
     if eta <= 0: raise ValueError(f"eta must be > 0 for a policy with log-probs, got {eta}")
-    pipe = tiny_pipeline(seed)
-    pipe.scheduler.set_timesteps(steps)
+    policy = I2IDDPOStableDiffusionPipeline(tiny_pipeline(seed))
     generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(batch, 3, 64, 64, generator=generator)
     start = time.perf_counter()
-    with torch.no_grad():
-        cond, _ = pipe.encode_prompt([prompt] * batch, "cpu", 1, do_classifier_free_guidance=False)
-        x = torch.randn(batch, pipe.unet.config.in_channels, 8, 8, generator=generator)
-        trajectory, log_probs = [x], []
-        for t in pipe.scheduler.timesteps:
-            eps = pipe.unet(x, t, encoder_hidden_states=cond).sample
-            step = ddim_step_with_logprob(pipe.scheduler, eps, t, x, eta=eta, generator=generator)
-            x = step.prev_sample
-            trajectory.append(x); log_probs.append(step.log_prob)
-        sample_s = time.perf_counter() - start
-        replayed = [ddim_step_with_logprob(pipe.scheduler, pipe.unet(x_t, t, encoder_hidden_states=cond).sample, t, x_t,
-                                           eta=eta, prev_sample=x_prev).log_prob
-                    for t, x_t, x_prev in zip(pipe.scheduler.timesteps, trajectory[:-1], trajectory[1:])]
-    error = (torch.stack(replayed) - torch.stack(log_probs)).abs().max().item()
-    return dict(steps=steps, batch=batch, sample_seconds=sample_s, mean_log_prob=torch.stack(log_probs).mean().item(),
-                replay_max_abs_error=error, ok=error <= 1e-5)
+    out = policy.rollout(images, prompt, noise_strength=noise_strength, num_inference_steps=steps, eta=eta,
+                         generator=generator)
+    rollout_s = time.perf_counter() - start
+    with torch.no_grad(): error = (policy.replay_log_probs(out) - out.log_probs).abs().max().item()
+    return dict(executed_steps=out.timesteps.shape[1], batch=batch, rollout_seconds=rollout_s,
+                mean_log_prob=out.log_probs.mean().item(), replay_max_abs_error=error, ok=error <= 1e-5)
 
-# %% ../nbs/07_cli.ipynb #fbf2ca05
+# %% ../nbs/07_cli.ipynb #4cea899e
 _COMMANDS = {"smoke": smoke}
 
 def main(argv:list[str]|None=None) -> int:
