@@ -1,5 +1,5 @@
 "The project's own contracts: generated README, CI command, public API, runtime imports."
-import importlib, inspect, json, re, subprocess, sys
+import importlib, inspect, json, pkgutil, re, subprocess, sys
 from pathlib import Path
 
 import imageddpo
@@ -32,9 +32,16 @@ def test_nbdev3_layout():
         assert meta.get("kernelspec", {}).get("name") == "python3", f"{nb.name} needs kernelspec metadata"
 
 def _exported_names():
-    for module in ["imageddpo.pocket", "imageddpo.scheduler", "imageddpo.cli"]:
-        mod = importlib.import_module(module)
-        for name in mod.__all__: yield module, name, getattr(mod, name)
+    "Every name in every module's `__all__`, and the public methods of exported classes."
+    for info in pkgutil.iter_modules(imageddpo.__path__):
+        if info.name.startswith("_"): continue
+        mod = importlib.import_module(f"imageddpo.{info.name}")
+        for name in mod.__all__:
+            obj = getattr(mod, name)
+            yield info.name, name, obj
+            if inspect.isclass(obj):
+                for attr, member in vars(obj).items():
+                    if inspect.isfunction(member) and not attr.startswith("_"): yield info.name, f"{name}.{attr}", member
 
 def test_every_exported_name_has_a_docstring():
     missing = [f"{m}.{n}" for m, n, obj in _exported_names()
@@ -42,7 +49,8 @@ def test_every_exported_name_has_a_docstring():
     assert not missing, missing
 
 def test_public_api():
-    for name in ["tiny_pipeline", "ddim_step_with_logprob"]: assert name in imageddpo.__all__
+    for name in ["tiny_pipeline", "ddim_step_with_logprob", "I2IDDPOStableDiffusionPipeline"]:
+        assert name in imageddpo.__all__
     assert re.fullmatch(r"\d+\.\d+\.\d+", imageddpo.__version__)
 
 def test_runtime_never_imports_trl_or_wandb():
