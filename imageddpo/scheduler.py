@@ -7,7 +7,7 @@ Docs: https://hectorastrom.github.io/imageddpo/scheduler.html.md"""
 # %% auto #0
 __all__ = ['alpha_table', 'DDPOStepOutput', 'gaussian_log_prob', 'ddim_step_with_logprob']
 
-# %% ../nbs/01_scheduler.ipynb #5ce064fe
+# %% ../nbs/01_scheduler.ipynb #bb2fb987
 import math, weakref
 from dataclasses import dataclass
 
@@ -15,7 +15,7 @@ import torch
 from diffusers import DDIMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-# %% ../nbs/01_scheduler.ipynb #494e6fe7
+# %% ../nbs/01_scheduler.ipynb #75624e47
 _alpha_tables = weakref.WeakKeyDictionary()  # scheduler -> (alphas_cumprod it was built from, {device: table})
 
 def alpha_table(scheduler:DDIMScheduler, device) -> torch.Tensor:
@@ -29,7 +29,7 @@ def alpha_table(scheduler:DDIMScheduler, device) -> torch.Tensor:
     _alpha_tables[scheduler] = (source, tables)
     return tables[device]
 
-# %% ../nbs/01_scheduler.ipynb #518a600d
+# %% ../nbs/01_scheduler.ipynb #72d9b16a
 @dataclass
 class DDPOStepOutput:
     "Result of `ddim_step_with_logprob`; `mean`, `std` and `log_prob` are float32."
@@ -46,7 +46,7 @@ class DDPOStepOutput:
         if self._log_prob is None: raise ValueError(self._no_log_prob_reason)
         return self._log_prob
 
-# %% ../nbs/01_scheduler.ipynb #6927e4cc
+# %% ../nbs/01_scheduler.ipynb #e79ea752
 def _per_row_timesteps(timestep, batch_size:int, device) -> torch.Tensor:
     "`timestep` (int, 0-d or [B] tensor) as an int64 tensor of shape [B] on `device`."
     t = torch.as_tensor(timestep, device=device).long().reshape(-1)
@@ -58,11 +58,17 @@ def _per_row_timesteps(timestep, batch_size:int, device) -> torch.Tensor:
 _DETERMINISTIC = ("log_prob is undefined for a deterministic DDIM step (eta=0): there is no action "
                   "distribution to score. Sample with eta > 0 to train with DDPO.")
 
-def _zero_variance_reason(scheduler, timestep, prev_sample) -> str:
-    "Why a step at `timestep` has sigma_t = 0 whatever eta is ('' if it doesn't). Checked only for CPU timesteps (no sync)."
-    if isinstance(timestep, torch.Tensor) and timestep.device.type != "cpu": return ""
-    t = torch.as_tensor(timestep).long().reshape(-1)
+_degenerate = weakref.WeakKeyDictionary()  # scheduler -> (alphas_cumprod, does some step have sigma_t = 0?)
+
+def _zero_variance_reason(scheduler, timestep) -> str:
+    "Why a step at `timestep` has sigma_t = 0 whatever eta is ('' if it doesn't)."
     table = alpha_table(scheduler, "cpu")
+    source, degenerate = _degenerate.get(scheduler, (None, None))
+    if source is not scheduler.alphas_cumprod:  # once per schedule: SD's has no such step, so the check costs nothing
+        degenerate = bool(table[0] == 1 or (table[1:] == table[:-1]).any())
+        _degenerate[scheduler] = (scheduler.alphas_cumprod, degenerate)
+    if not degenerate: return ""
+    t = torch.as_tensor(timestep).long().reshape(-1).cpu()
     prev_t = (t - scheduler.config.num_train_timesteps // scheduler.num_inference_steps).clamp(min=-1)
     alpha_t, alpha_prev = table[t + 1], table[prev_t + 1]
     zero = (alpha_prev == 1) | (alpha_t == alpha_prev)  # the two factors of sigma_t^2
@@ -133,7 +139,7 @@ def ddim_step_with_logprob(
 
     # 5. the action: the given one, a draw from N(mean, std^2), or the mean itself when eta = 0
     if eta == 0: return DDPOStepOutput(mean.to(sample.dtype), pred_original_sample, mean, std, None, _DETERMINISTIC)
-    if (reason := _zero_variance_reason(scheduler, timestep, prev_sample)):
+    if (reason := _zero_variance_reason(scheduler, timestep)):
         if prev_sample is not None: raise ValueError(reason)
         return DDPOStepOutput(mean.to(sample.dtype), pred_original_sample, mean, std, None, reason)
     if prev_sample is None:
