@@ -15,7 +15,7 @@ _all_ = ["tiny_pipeline", "ddim_step_with_logprob", "DDPOStepOutput", "I2IDDPOSt
 # %% auto #0
 __all__ = ['tiny_pipeline', 'ddim_step_with_logprob', 'DDPOStepOutput', 'I2IDDPOStableDiffusionPipeline', 'RolloutOutput']
 
-# %% ../nbs/index.ipynb #4fa3ebf3
+# %% ../nbs/index.ipynb #1a41c677
 __version__ = "0.2.0"
 
 from .pocket import tiny_pipeline

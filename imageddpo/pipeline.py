@@ -7,7 +7,7 @@ Docs: https://hectorastrom.github.io/imageddpo/pipeline.html.md"""
 # %% auto #0
 __all__ = ['LORA_TARGET_MODULES', 'img2img_timesteps', 'to_image_batch', 'RolloutOutput', 'I2IDDPOStableDiffusionPipeline']
 
-# %% ../nbs/02_pipeline.ipynb #5efa3f9c
+# %% ../nbs/02_pipeline.ipynb #791f4843
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from peft.utils import get_peft_model_state_dict
 
 from .scheduler import _zero_variance_reason, ddim_step_with_logprob
 
-# %% ../nbs/02_pipeline.ipynb #697ecc54
+# %% ../nbs/02_pipeline.ipynb #b2d56abc
 def img2img_timesteps(scheduler:DDIMScheduler, # set to `num_inference_steps` by this call
                       num_inference_steps:int, # N, the length of the full schedule
                       noise_strength:float,    # s in (0, 1]: the fraction of the schedule to re-run
@@ -41,7 +41,7 @@ def img2img_timesteps(scheduler:DDIMScheduler, # set to `num_inference_steps` by
     scheduler.set_timesteps(num_inference_steps)
     return scheduler.timesteps[num_inference_steps - executed:]
 
-# %% ../nbs/02_pipeline.ipynb #fb80a092
+# %% ../nbs/02_pipeline.ipynb #e2ced955
 def _one_image(x, where:str) -> torch.Tensor:
     "One image as a float32 CHW tensor in [0, 1]."
     if isinstance(x, PIL.Image.Image): x = np.asarray(x.convert("RGB"))
@@ -71,7 +71,7 @@ def to_image_batch(images) -> torch.Tensor:
     if len(sizes) > 1: raise ValueError(f"images: all images in a batch must have one size, got H x W sizes {sizes}")
     return torch.stack(batch)
 
-# %% ../nbs/02_pipeline.ipynb #2b8d2384
+# %% ../nbs/02_pipeline.ipynb #a929589c
 LORA_TARGET_MODULES = ("to_k", "to_q", "to_v", "to_out.0")
 
 @dataclass
@@ -92,7 +92,7 @@ class RolloutOutput:
     num_inference_steps: int
     pred_original_samples: torch.Tensor | None = None  # [B, K, C, h, w]: predicted x_0 latent at each step
 
-# %% ../nbs/02_pipeline.ipynb #d8a70350
+# %% ../nbs/02_pipeline.ipynb #9ec9022e
 class I2IDDPOStableDiffusionPipeline:
     "An image-to-image DDPO policy on a Stable Diffusion 1.x pipeline: rollouts with log-probs, LoRA or full training."
     def __init__(self,
@@ -106,6 +106,7 @@ class I2IDDPOStableDiffusionPipeline:
                  lora_target_modules=LORA_TARGET_MODULES, # UNet modules that get adapters
                  torch_dtype:torch.dtype|None=None, # dtype to load the weights in
                 ):
+        if use_lora and lora_rank < 1: raise ValueError(f"lora_rank must be >= 1, got {lora_rank}")
         if isinstance(pretrained_model_name, StableDiffusionPipeline): source = pretrained_model_name
         elif isinstance(pretrained_model_name, (str, Path)):
             source = StableDiffusionPipeline.from_pretrained(
@@ -124,7 +125,6 @@ class I2IDDPOStableDiffusionPipeline:
         self.text_encoder.requires_grad_(False)
         self.unet.requires_grad_(not use_lora)
         if use_lora:
-            if lora_rank < 1: raise ValueError(f"lora_rank must be >= 1, got {lora_rank}")
             self.unet.add_adapter(LoraConfig(r=lora_rank, lora_alpha=lora_alpha, init_lora_weights=lora_init,
                                              target_modules=list(lora_target_modules)))
         self._null_embeds = {}
@@ -144,11 +144,11 @@ class I2IDDPOStableDiffusionPipeline:
         "The parameters DDPO updates: the LoRA adapter's, or the whole UNet's."
         return [p for p in self.unet.parameters() if p.requires_grad]
 
-# %% ../nbs/02_pipeline.ipynb #afe76d88
+# %% ../nbs/02_pipeline.ipynb #84653242
 @patch
 @torch.no_grad()
 def encode_prompts(self:I2IDDPOStableDiffusionPipeline, prompts:list[str], guidance_scale:float,
-                    negative_prompt:str|None=None) -> tuple[torch.Tensor, torch.Tensor|None]:
+                   negative_prompt:str|None=None) -> tuple[torch.Tensor, torch.Tensor|None]:
     "Conditioning for `prompts`, and the unconditional one when guidance is on (the null prompt's is cached)."
     device = self.unet.device
     cond = self.sd_pipeline.encode_prompt(prompts, device, 1, False)[0].to(self.unet.dtype)
@@ -176,7 +176,7 @@ def predict_noise(self:I2IDDPOStableDiffusionPipeline,
     noise_pred = uncond + guidance_scale * (text - uncond)
     return rescale_noise_cfg(noise_pred, text, guidance_rescale) if guidance_rescale > 0 else noise_pred
 
-# %% ../nbs/02_pipeline.ipynb #81603fb8
+# %% ../nbs/02_pipeline.ipynb #b0df3f4d
 @patch
 def check_inputs(self:I2IDDPOStableDiffusionPipeline, images:torch.Tensor, prompts, noise_strength:float,
                  num_inference_steps:int, guidance_scale:float, eta:float, generator) -> tuple[list[str], torch.Tensor]:
@@ -197,7 +197,7 @@ def check_inputs(self:I2IDDPOStableDiffusionPipeline, images:torch.Tensor, promp
     if eta > 0 and (reason := _zero_variance_reason(self.scheduler, timesteps)): raise ValueError(reason)
     return list(prompts), timesteps
 
-# %% ../nbs/02_pipeline.ipynb #40a17749
+# %% ../nbs/02_pipeline.ipynb #d99b817c
 @patch
 @torch.no_grad()
 def _prepare_latents(self:I2IDDPOStableDiffusionPipeline, images:torch.Tensor, start:torch.Tensor, generator) -> torch.Tensor:
@@ -260,7 +260,7 @@ def rollout(self:I2IDDPOStableDiffusionPipeline,
         eta=eta, noise_strength=noise_strength, num_inference_steps=num_inference_steps,
         pred_original_samples=torch.stack(pred_x0, dim=1) if return_pred_original_samples else None)
 
-# %% ../nbs/02_pipeline.ipynb #6411a40e
+# %% ../nbs/02_pipeline.ipynb #90435625
 @patch
 def replay_log_probs(self:I2IDDPOStableDiffusionPipeline, out:RolloutOutput, steps=None) -> torch.Tensor:
     "Recompute the log-probs of `out`'s recorded steps (all, or the indices `steps`) under the current weights; [B, len(steps)]."
@@ -276,7 +276,7 @@ def replay_log_probs(self:I2IDDPOStableDiffusionPipeline, out:RolloutOutput, ste
         log_probs.append(step.log_prob)
     return torch.stack(log_probs, dim=1)
 
-# %% ../nbs/02_pipeline.ipynb #c5972506
+# %% ../nbs/02_pipeline.ipynb #5ff64da3
 @patch
 def save_pretrained(self:I2IDDPOStableDiffusionPipeline, save_directory:str|Path):
     "Save the LoRA weights (diffusers' `load_lora_weights` format) or, for full fine-tuning, the whole pipeline."
