@@ -7,7 +7,7 @@ Docs: https://hectorastrom.github.io/imageddpo/scheduler.html.md"""
 # %% auto #0
 __all__ = ['alpha_table', 'DDPOStepOutput', 'gaussian_log_prob', 'ddim_step_with_logprob']
 
-# %% ../nbs/01_scheduler.ipynb #bb2fb987
+# %% ../nbs/01_scheduler.ipynb #0e655c15
 import math, weakref
 from dataclasses import dataclass
 
@@ -15,7 +15,7 @@ import torch
 from diffusers import DDIMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-# %% ../nbs/01_scheduler.ipynb #75624e47
+# %% ../nbs/01_scheduler.ipynb #39572f5a
 _alpha_tables = weakref.WeakKeyDictionary()  # scheduler -> (alphas_cumprod it was built from, {device: table})
 
 def alpha_table(scheduler:DDIMScheduler, device) -> torch.Tensor:
@@ -29,7 +29,7 @@ def alpha_table(scheduler:DDIMScheduler, device) -> torch.Tensor:
     _alpha_tables[scheduler] = (source, tables)
     return tables[device]
 
-# %% ../nbs/01_scheduler.ipynb #72d9b16a
+# %% ../nbs/01_scheduler.ipynb #6c42e21c
 @dataclass
 class DDPOStepOutput:
     "Result of `ddim_step_with_logprob`; `mean`, `std` and `log_prob` are float32."
@@ -46,7 +46,7 @@ class DDPOStepOutput:
         if self._log_prob is None: raise ValueError(self._no_log_prob_reason)
         return self._log_prob
 
-# %% ../nbs/01_scheduler.ipynb #e79ea752
+# %% ../nbs/01_scheduler.ipynb #eaffb480
 def _per_row_timesteps(timestep, batch_size:int, device) -> torch.Tensor:
     "`timestep` (int, 0-d or [B] tensor) as an int64 tensor of shape [B] on `device`."
     t = torch.as_tensor(timestep, device=device).long().reshape(-1)
