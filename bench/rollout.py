@@ -53,13 +53,13 @@ def bench(config, device, repeats, batch=4, steps=20):
             t_ours, t_theirs = [], []
             for _ in range(repeats):
                 t_ours.append(timed(ours)); t_theirs.append(timed(theirs))
-            rows.append(dict(config=config, guidance_scale=guidance, noise_strength=strength,
-                             executed_steps=min(int(steps * strength), steps), batch=batch,
-                             ours_s=statistics.median(t_ours), diffusers_s=statistics.median(t_theirs)))
-            rows[-1]["ratio"] = rows[-1]["ours_s"] / rows[-1]["diffusers_s"]
-            print(f"{config:>10} g={guidance:<4} s={strength:<4} K={rows[-1]['executed_steps']:>2}  "
-                  f"ours {rows[-1]['ours_s']*1e3:8.1f} ms  diffusers {rows[-1]['diffusers_s']*1e3:8.1f} ms  "
-                  f"ratio {rows[-1]['ratio']:.3f}", flush=True)
+            row = dict(config=config, guidance_scale=guidance, noise_strength=strength,
+                       executed_steps=min(int(steps * strength), steps), batch=batch,
+                       ours_s=statistics.median(t_ours), diffusers_s=statistics.median(t_theirs))
+            row["ratio"] = row["ours_s"] / row["diffusers_s"]
+            rows.append(row)
+            print(f"{config:>10} g={guidance:<4} s={strength:<4} K={row['executed_steps']:>2}  ours {row['ours_s']*1e3:8.1f} ms"
+                  f"  diffusers {row['diffusers_s']*1e3:8.1f} ms  ratio {row['ratio']:.3f}", flush=True)
     return rows
 
 def main():

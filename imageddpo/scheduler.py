@@ -7,7 +7,7 @@ Docs: https://hectorastrom.github.io/imageddpo/scheduler.html.md"""
 # %% auto #0
 __all__ = ['alpha_table', 'DDPOStepOutput', 'gaussian_log_prob', 'ddim_step_with_logprob']
 
-# %% ../nbs/01_scheduler.ipynb #0e655c15
+# %% ../nbs/01_scheduler.ipynb #d3b1d4b2
 import math, weakref
 from dataclasses import dataclass
 
@@ -15,21 +15,28 @@ import torch
 from diffusers import DDIMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-# %% ../nbs/01_scheduler.ipynb #39572f5a
-_alpha_tables = weakref.WeakKeyDictionary()  # scheduler -> (alphas_cumprod it was built from, {device: table})
+# %% ../nbs/01_scheduler.ipynb #0482ac0e
+_schedules = weakref.WeakKeyDictionary()  # scheduler -> what we derived from its alphas_cumprod (see `_schedule_facts`)
+
+def _schedule_facts(scheduler:DDIMScheduler) -> dict:
+    "Per-scheduler cache, rebuilt if `alphas_cumprod` is replaced: alpha tables per device, and whether any step has sigma_t = 0."
+    facts = _schedules.get(scheduler)
+    if facts is None or facts["source"] is not scheduler.alphas_cumprod:
+        final = torch.as_tensor(scheduler.final_alpha_cumprod, dtype=torch.float32).reshape(1)
+        table = torch.cat([final, scheduler.alphas_cumprod.float()])
+        # sigma_t^2 has the factors (1 - abar_prev) and (1 - abar_t / abar_prev): zero if abar_prev = 1 or abar is flat
+        degenerate = bool(table[0] == 1 or (table[1:] == table[:-1]).any())
+        facts = dict(source=scheduler.alphas_cumprod, tables={torch.device("cpu"): table}, degenerate=degenerate)
+        _schedules[scheduler] = facts
+    return facts
 
 def alpha_table(scheduler:DDIMScheduler, device) -> torch.Tensor:
     "$\\bar\\alpha$ for timesteps $-1, 0, \\ldots, T-1$ in float32 on `device` (entry 0 is `final_alpha_cumprod`); cached."
-    source, tables = _alpha_tables.get(scheduler, (None, {}))
-    if source is not scheduler.alphas_cumprod: source, tables = scheduler.alphas_cumprod, {}
-    device = torch.device(device)
-    if device not in tables:
-        final = torch.as_tensor(scheduler.final_alpha_cumprod, dtype=torch.float32).reshape(1)
-        tables[device] = torch.cat([final, source.float()]).to(device)
-    _alpha_tables[scheduler] = (source, tables)
+    tables, device = _schedule_facts(scheduler)["tables"], torch.device(device)
+    if device not in tables: tables[device] = tables[torch.device("cpu")].to(device)
     return tables[device]
 
-# %% ../nbs/01_scheduler.ipynb #6c42e21c
+# %% ../nbs/01_scheduler.ipynb #b395de96
 @dataclass
 class DDPOStepOutput:
     "Result of `ddim_step_with_logprob`; `mean`, `std` and `log_prob` are float32."
@@ -46,7 +53,7 @@ class DDPOStepOutput:
         if self._log_prob is None: raise ValueError(self._no_log_prob_reason)
         return self._log_prob
 
-# %% ../nbs/01_scheduler.ipynb #eaffb480
+# %% ../nbs/01_scheduler.ipynb #d1eae1c1
 def _per_row_timesteps(timestep, batch_size:int, device) -> torch.Tensor:
     "`timestep` (int, 0-d or [B] tensor) as an int64 tensor of shape [B] on `device`."
     t = torch.as_tensor(timestep, device=device).long().reshape(-1)
@@ -58,16 +65,10 @@ def _per_row_timesteps(timestep, batch_size:int, device) -> torch.Tensor:
 _DETERMINISTIC = ("log_prob is undefined for a deterministic DDIM step (eta=0): there is no action "
                   "distribution to score. Sample with eta > 0 to train with DDPO.")
 
-_degenerate = weakref.WeakKeyDictionary()  # scheduler -> (alphas_cumprod, does some step have sigma_t = 0?)
-
 def _zero_variance_reason(scheduler, timestep) -> str:
     "Why a step at `timestep` has sigma_t = 0 whatever eta is ('' if it doesn't)."
+    if not _schedule_facts(scheduler)["degenerate"]: return ""  # SD's schedule: no such step, nothing to check
     table = alpha_table(scheduler, "cpu")
-    source, degenerate = _degenerate.get(scheduler, (None, None))
-    if source is not scheduler.alphas_cumprod:  # once per schedule: SD's has no such step, so the check costs nothing
-        degenerate = bool(table[0] == 1 or (table[1:] == table[:-1]).any())
-        _degenerate[scheduler] = (scheduler.alphas_cumprod, degenerate)
-    if not degenerate: return ""
     t = torch.as_tensor(timestep).long().reshape(-1).cpu()
     prev_t = (t - scheduler.config.num_train_timesteps // scheduler.num_inference_steps).clamp(min=-1)
     alpha_t, alpha_prev = table[t + 1], table[prev_t + 1]

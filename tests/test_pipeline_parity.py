@@ -1,7 +1,7 @@
 """`I2IDDPOStableDiffusionPipeline.rollout` against diffusers' `StableDiffusionImg2ImgPipeline`, run on the
 same components, inputs and generator seed; plus the rollout's recorded log-probs and its cost in model calls."""
 import numpy as np, PIL.Image, pytest, torch
-from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+from diffusers import StableDiffusionImg2ImgPipeline
 
 from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline
 from imageddpo.pocket import tiny_pipeline
