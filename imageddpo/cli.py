@@ -7,7 +7,7 @@ Docs: https://hectorastrom.github.io/imageddpo/cli.html.md"""
 # %% auto #0
 __all__ = ['smoke', 'main']
 
-# %% ../nbs/07_cli.ipynb #26fd4115
+# %% ../nbs/07_cli.ipynb #c5325474
 import argparse, inspect, time
 
 import torch
@@ -16,7 +16,7 @@ from fastcore.script import anno_parser
 from .pipeline import I2IDDPOStableDiffusionPipeline
 from .pocket import tiny_pipeline
 
-# %% ../nbs/07_cli.ipynb #b209f988
+# %% ../nbs/07_cli.ipynb #29001c2f
 def smoke(steps:int=10, # N, the length of the DDIM schedule
           noise_strength:float=0.5, # fraction of the schedule re-run from the noised input
           batch:int=2,  # images rolled out at once
@@ -38,7 +38,7 @@ def smoke(steps:int=10, # N, the length of the DDIM schedule
     return dict(executed_steps=out.timesteps.shape[1], batch=batch, rollout_seconds=rollout_s,
                 mean_log_prob=out.log_probs.mean().item(), replay_max_abs_error=error, ok=error <= 1e-5)
 
-# %% ../nbs/07_cli.ipynb #4cea899e
+# %% ../nbs/07_cli.ipynb #e93e20e2
 _COMMANDS = {"smoke": smoke}
 
 def main(argv:list[str]|None=None) -> int:

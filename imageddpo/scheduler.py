@@ -7,7 +7,7 @@ Docs: https://hectorastrom.github.io/imageddpo/scheduler.html.md"""
 # %% auto #0
 __all__ = ['alpha_table', 'DDPOStepOutput', 'gaussian_log_prob', 'ddim_step_with_logprob']
 
-# %% ../nbs/01_scheduler.ipynb #d3b1d4b2
+# %% ../nbs/01_scheduler.ipynb #b09f4d6e
 import math, weakref
 from dataclasses import dataclass
 
@@ -15,7 +15,7 @@ import torch
 from diffusers import DDIMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-# %% ../nbs/01_scheduler.ipynb #0482ac0e
+# %% ../nbs/01_scheduler.ipynb #96456fea
 _schedules = weakref.WeakKeyDictionary()  # scheduler -> what we derived from its alphas_cumprod (see `_schedule_facts`)
 
 def _schedule_facts(scheduler:DDIMScheduler) -> dict:
@@ -36,7 +36,7 @@ def alpha_table(scheduler:DDIMScheduler, device) -> torch.Tensor:
     if device not in tables: tables[device] = tables[torch.device("cpu")].to(device)
     return tables[device]
 
-# %% ../nbs/01_scheduler.ipynb #b395de96
+# %% ../nbs/01_scheduler.ipynb #43d422c3
 @dataclass
 class DDPOStepOutput:
     "Result of `ddim_step_with_logprob`; `mean`, `std` and `log_prob` are float32."
@@ -53,7 +53,7 @@ class DDPOStepOutput:
         if self._log_prob is None: raise ValueError(self._no_log_prob_reason)
         return self._log_prob
 
-# %% ../nbs/01_scheduler.ipynb #d1eae1c1
+# %% ../nbs/01_scheduler.ipynb #2e63fb16
 def _per_row_timesteps(timestep, batch_size:int, device) -> torch.Tensor:
     "`timestep` (int, 0-d or [B] tensor) as an int64 tensor of shape [B] on `device`."
     t = torch.as_tensor(timestep, device=device).long().reshape(-1)

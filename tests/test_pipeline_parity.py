@@ -4,7 +4,7 @@ import numpy as np, PIL.Image, pytest, torch
 from diffusers import StableDiffusionImg2ImgPipeline
 
 from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline
-from imageddpo.pocket import tiny_pipeline
+from imageddpo.pocket import pocket_pipeline, tiny_pipeline
 from imageddpo.scheduler import ddim_step_with_logprob
 
 PROMPTS = ["a handwritten digit 3", "", "a photo of a digit seven", "a digit"]
@@ -95,12 +95,14 @@ def test_input_formats_give_the_same_rollout(policy):
             for name, x in forms.items()}
     for name, img in outs.items(): assert (img - outs["bchw"]).abs().max() <= 1e-6, name
 
-def test_loads_a_locally_saved_checkpoint_like_a_hub_id(tmp_path, images):
-    tiny_pipeline().save_pretrained(tmp_path)
+def test_loads_a_locally_saved_checkpoint_like_a_hub_id(tmp_path):
+    "A real checkpoint directory (the trained pocket model, saved locally) loads by path like a hub id."
+    pocket_pipeline().save_pretrained(tmp_path)
     from_dir = I2IDDPOStableDiffusionPipeline(str(tmp_path), pretrained_model_revision="main", use_lora=True)
-    from_obj = I2IDDPOStableDiffusionPipeline(tiny_pipeline(), use_lora=True)
-    a = from_dir.rollout(images, PROMPTS, noise_strength=0.5, num_inference_steps=10, eta=0.0, generator=gen())
-    b = from_obj.rollout(images, PROMPTS, noise_strength=0.5, num_inference_steps=10, eta=0.0, generator=gen())
+    from_obj = I2IDDPOStableDiffusionPipeline(pocket_pipeline(), use_lora=True)
+    digits = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    a = from_dir.rollout(digits, PROMPTS, noise_strength=0.5, num_inference_steps=10, eta=0.0, generator=gen())
+    b = from_obj.rollout(digits, PROMPTS, noise_strength=0.5, num_inference_steps=10, eta=0.0, generator=gen())
     assert (a.images - b.images).abs().max() <= 1e-6
     assert from_dir.sd_pipeline.safety_checker is None and type(from_dir.scheduler).__name__ == "DDIMScheduler"
 

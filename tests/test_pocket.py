@@ -1,0 +1,48 @@
+"The shipped pocket weights meet the pocket benchmark's quality bars (small batches, fixed seeds)."
+import pytest, torch
+
+from imageddpo.digits import corrupt, digits_dataset, pocket_classifier, pocket_prompt_function, pocket_reward
+from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline
+from imageddpo.pocket import pocket_pipeline
+from imageddpo.pocket_training import digit_prompt
+
+@pytest.fixture(scope="module")
+def classifier(): return pocket_classifier()
+
+@pytest.fixture(scope="module")
+def policy(): return I2IDDPOStableDiffusionPipeline(pocket_pipeline(), use_lora=False)
+
+@pytest.fixture(scope="module")
+def heldout(): return digits_dataset("heldout")
+
+def accuracy(classifier, images, labels):
+    with torch.no_grad(): return (classifier(images).argmax(1) == labels).float().mean().item()
+
+def test_classifier_heldout_accuracy(classifier, heldout):
+    assert accuracy(classifier, *heldout) >= 0.97
+
+def test_text_to_image_samples_show_the_prompted_digit(policy, classifier):
+    wanted = torch.arange(10).repeat(5)
+    images = policy.sd_pipeline([digit_prompt(int(d)) for d in wanted], num_inference_steps=20, guidance_scale=3.0,
+                                height=32, width=32, output_type="pt", generator=torch.Generator().manual_seed(0)).images
+    assert accuracy(classifier, images, wanted) >= 0.8
+
+def test_img2img_at_0_3_keeps_the_class_of_clean_digits(policy, classifier, heldout):
+    images, labels = heldout[0][:60], heldout[1][:60]
+    out = policy.rollout(images, "", noise_strength=0.3, num_inference_steps=20, generator=torch.Generator().manual_seed(0))
+    assert accuracy(classifier, out.images, labels) >= 0.9
+
+def test_corruption_defeats_the_classifier_and_plain_img2img(policy, classifier, heldout):
+    images, labels = heldout
+    corrupted = corrupt(images, severity=1.0, seed=0)
+    assert accuracy(classifier, corrupted, labels) <= 0.6
+    for s in (0.3, 0.5):
+        out = policy.rollout(corrupted[:60], "", noise_strength=s, num_inference_steps=20, generator=torch.Generator().manual_seed(0))
+        assert accuracy(classifier, out.images, labels[:60]) <= 0.6, f"img2img at {s} undoes the corruption"
+
+def test_task_and_reward_fit_together(policy):
+    prompt_function, reward = pocket_prompt_function(seed=1), pocket_reward()
+    prompts, images, metadata = zip(*(prompt_function() for _ in range(4)))
+    out = policy.rollout(list(images), list(prompts), noise_strength=0.4, num_inference_steps=10, generator=torch.Generator().manual_seed(0))
+    rewards, info = reward(out.images, list(prompts), list(metadata))
+    assert rewards.shape == (4,) and torch.isfinite(rewards).all() and 0 <= info["accuracy"] <= 1
