@@ -9,13 +9,12 @@ import argparse, json, statistics, time
 
 import torch
 
-from imageddpo.digits import corrupt, digits_dataset, pocket_classifier
+from imageddpo.digits import classifier_accuracy, corrupt, digits_dataset, pocket_classifier
 from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline
 from imageddpo.pocket import pocket_pipeline
 from imageddpo.pocket_training import digit_prompt
 
-def accuracy(classifier, images, labels) -> float:
-    with torch.no_grad(): return (classifier(images).argmax(1) == labels).float().mean().item()
+def accuracy(classifier, images, labels) -> float: return classifier_accuracy(images, labels, classifier)
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

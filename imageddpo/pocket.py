@@ -8,7 +8,7 @@ Docs: https://hectorastrom.github.io/imageddpo/pocket.html.md"""
 __all__ = ['SD15_SCHEDULER_CONFIG', 'TINY_WORDS', 'sd15_ddim_scheduler', 'tiny_tokenizer', 'tiny_unet', 'tiny_vae',
            'tiny_text_encoder', 'tiny_pipeline', 'pocket_pipeline']
 
-# %% ../nbs/00_pocket.ipynb #1b809e99
+# %% ../nbs/00_pocket.ipynb #2a24d1a3
 import json, tempfile
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-# %% ../nbs/00_pocket.ipynb #4767e87a
+# %% ../nbs/00_pocket.ipynb #900a5237
 SD15_SCHEDULER_CONFIG = dict(
     num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
     clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading",
@@ -26,7 +26,7 @@ def sd15_ddim_scheduler(**overrides) -> DDIMScheduler:
     "A `DDIMScheduler` with Stable Diffusion 1.5's schedule; `overrides` replace config values."
     return DDIMScheduler(**{**SD15_SCHEDULER_CONFIG, **overrides})
 
-# %% ../nbs/00_pocket.ipynb #915b8b0f
+# %% ../nbs/00_pocket.ipynb #c0fabf74
 def _byte_chars() -> list[str]:
     "The 256 printable characters byte-level BPE uses for the bytes 0..255, in byte order."
     printable = {*range(ord('!'), ord('~') + 1), *range(ord('¡'), ord('¬') + 1), *range(ord('®'), ord('ÿ') + 1)}
@@ -47,7 +47,7 @@ def _word_merges(words) -> list[str]:
             pieces = [pieces[0] + pieces[1], *pieces[2:]]
     return merges
 
-# %% ../nbs/00_pocket.ipynb #ee74b199
+# %% ../nbs/00_pocket.ipynb #9702c5d7
 TINY_WORDS = ("a photo of an image handwritten digit zero one two three four five six seven eight nine "
               "0 1 2 3 4 5 6 7 8 9").split()
 
@@ -65,7 +65,7 @@ def tiny_tokenizer(words=TINY_WORDS, # words that become single tokens
         (Path(d) / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
         return CLIPTokenizer.from_pretrained(d, model_max_length=model_max_length)
 
-# %% ../nbs/00_pocket.ipynb #36dea694
+# %% ../nbs/00_pocket.ipynb #cb0ab536
 def tiny_unet(cross_attention_dim:int=32) -> UNet2DConditionModel:
     "An SD-1.x-shaped `UNet2DConditionModel` with small widths (about 1.6M parameters)."
     return UNet2DConditionModel(
@@ -88,7 +88,7 @@ def tiny_text_encoder(tokenizer:CLIPTokenizer, hidden_size:int=32) -> CLIPTextMo
         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=tokenizer.model_max_length,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
 
-# %% ../nbs/00_pocket.ipynb #554d69f5
+# %% ../nbs/00_pocket.ipynb #d29d64f3
 def tiny_pipeline(seed:int=0, # seeds the random weights
                  ) -> StableDiffusionPipeline:
     "A randomly initialised SD-1.x-architecture `StableDiffusionPipeline`, built from config with no download."
@@ -103,11 +103,13 @@ def tiny_pipeline(seed:int=0, # seeds the random weights
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
-# %% ../nbs/00_pocket.ipynb #0812b4df
+# %% ../nbs/00_pocket.ipynb #f433093e
 def pocket_pipeline(torch_dtype:torch.dtype=torch.float32, # the weights ship in fp16 and are cast to this
                    ) -> StableDiffusionPipeline:
     "The trained pocket digits model shipped with the package (SD-1.x architecture, 32x32), loaded offline."
     from importlib.resources import files
-    pipe = StableDiffusionPipeline.from_pretrained(str(files("imageddpo") / "assets" / "pocket")).to(dtype=torch_dtype)
+    pipe = StableDiffusionPipeline.from_pretrained(str(files("imageddpo") / "assets" / "pocket"))
+    for module in (pipe.unet, pipe.vae, pipe.text_encoder):  # diffusers loads its models in float32, transformers keeps fp16
+        if module.dtype != torch_dtype: module.to(torch_dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -1,7 +1,7 @@
 "The shipped pocket weights meet the pocket benchmark's quality bars (small batches, fixed seeds)."
 import pytest, torch
 
-from imageddpo.digits import corrupt, digits_dataset, pocket_classifier, pocket_prompt_function, pocket_reward
+from imageddpo.digits import classifier_accuracy, corrupt, digits_dataset, pocket_classifier, pocket_prompt_function, pocket_reward
 from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline
 from imageddpo.pocket import pocket_pipeline
 from imageddpo.pocket_training import digit_prompt
@@ -15,8 +15,7 @@ def policy(): return I2IDDPOStableDiffusionPipeline(pocket_pipeline(), use_lora=
 @pytest.fixture(scope="module")
 def heldout(): return digits_dataset("heldout")
 
-def accuracy(classifier, images, labels):
-    with torch.no_grad(): return (classifier(images).argmax(1) == labels).float().mean().item()
+def accuracy(classifier, images, labels): return classifier_accuracy(images, labels, classifier)
 
 def test_classifier_heldout_accuracy(classifier, heldout):
     assert accuracy(classifier, *heldout) >= 0.97
