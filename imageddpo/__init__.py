@@ -17,7 +17,7 @@ _all_ = ["tiny_pipeline", "pocket_pipeline", "pocket_classifier", "pocket_reward
 __all__ = ['tiny_pipeline', 'pocket_pipeline', 'pocket_classifier', 'pocket_reward', 'pocket_prompt_function', 'corrupt',
            'ddim_step_with_logprob', 'DDPOStepOutput', 'I2IDDPOStableDiffusionPipeline', 'RolloutOutput']
 
-# %% ../nbs/index.ipynb #394321a6
+# %% ../nbs/index.ipynb #667a2b12
 __version__ = "0.2.0"
 
 from .pocket import pocket_pipeline, tiny_pipeline

@@ -5,6 +5,7 @@ from imageddpo.digits import classifier_accuracy, corrupt, digits_dataset, pocke
 from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline
 from imageddpo.pocket import pocket_pipeline
 from imageddpo.pocket_training import digit_prompt
+from imageddpo.rewards import compute_rewards
 
 @pytest.fixture(scope="module")
 def classifier(): return pocket_classifier()
@@ -43,5 +44,5 @@ def test_task_and_reward_fit_together(policy):
     prompt_function, reward = pocket_prompt_function(seed=1), pocket_reward()
     prompts, images, metadata = zip(*(prompt_function() for _ in range(4)))
     out = policy.rollout(list(images), list(prompts), noise_strength=0.4, num_inference_steps=10, generator=torch.Generator().manual_seed(0))
-    rewards, info = reward(out.images, list(prompts), list(metadata))
+    rewards, info = compute_rewards(reward, out.images, list(prompts), list(metadata), out.input_images)
     assert rewards.shape == (4,) and torch.isfinite(rewards).all() and 0 <= info["accuracy"] <= 1
