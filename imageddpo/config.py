@@ -7,7 +7,7 @@ Docs: https://hectorastrom.github.io/imageddpo/config.html.md"""
 # %% auto #0
 __all__ = ['NoiseStrength', 'TRL_FIELDS', 'ImageDDPOConfig', 'noise_strength_at', 'executed_steps', 'trained_steps', 'from_trl']
 
-# %% ../nbs/05_config.ipynb #c2b35010
+# %% ../nbs/05_config.ipynb #350d7de7
 import dataclasses, importlib.util, sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,7 @@ import torch
 
 from .pipeline import LORA_TARGET_MODULES
 
-# %% ../nbs/05_config.ipynb #ca156797
+# %% ../nbs/05_config.ipynb #55895c77
 NoiseStrength = float | tuple[float, float] | Callable[[int], float]
 
 @dataclass
@@ -80,7 +80,7 @@ class ImageDDPOConfig:
 
     def __post_init__(self): _validate(self)
 
-# %% ../nbs/05_config.ipynb #6dd34184
+# %% ../nbs/05_config.ipynb #eb8c386b
 def noise_strength_at(config:ImageDDPOConfig, epoch:int) -> float:
     "The noise strength of `epoch` (0-based) under `config.noise_strength`."
     s = config.noise_strength
@@ -101,7 +101,7 @@ def trained_steps(config:ImageDDPOConfig, epoch:int) -> int:
 ImageDDPOConfig.noise_strength_at = noise_strength_at
 ImageDDPOConfig.trained_steps = trained_steps
 
-# %% ../nbs/05_config.ipynb #e17a8231
+# %% ../nbs/05_config.ipynb #6b990457
 _TRACKERS = (None, "wandb", "tensorboard")
 _PRECISIONS = ("no", "fp16", "bf16")
 
@@ -109,7 +109,7 @@ def _validate(c:ImageDDPOConfig):
     "Check every field of `c`; raise ValueError (or ImportError) naming the first bad one."
     def need(ok, name, rule):
         if not ok: raise ValueError(f"{name}={getattr(c, name)!r}: {rule}")
-    for name in ("seed",): need(isinstance(c.seed, int), name, "must be an int")
+    need(isinstance(c.seed, int), "seed", "must be an int")
     for name in ("num_epochs", "save_freq", "num_checkpoint_limit", "sample_num_steps", "sample_batch_size",
                  "sample_num_batches_per_epoch", "train_batch_size", "train_gradient_accumulation_steps",
                  "train_num_inner_epochs", "per_prompt_stat_tracking_buffer_size", "per_prompt_stat_tracking_min_count",
@@ -147,7 +147,7 @@ def _validate(c:ImageDDPOConfig):
         need(int(k * c.train_timestep_fraction) >= 1, "train_timestep_fraction",
              f"trains int({k} * {c.train_timestep_fraction}) = 0 of the {k} executed steps at epoch {epoch}")
 
-# %% ../nbs/05_config.ipynb #6bcb66ec
+# %% ../nbs/05_config.ipynb #2701ef5d
 _names = [f.name for f in dataclasses.fields(ImageDDPOConfig)]
 TRL_FIELDS = tuple(_names[:_names.index("push_to_hub") + 1])  # the DDPOConfig part, in TRL's order
 
