@@ -7,7 +7,7 @@ Docs: https://hectorastrom.github.io/imageddpo/pipeline.html.md"""
 # %% auto #0
 __all__ = ['LORA_TARGET_MODULES', 'img2img_timesteps', 'to_image_batch', 'RolloutOutput', 'I2IDDPOStableDiffusionPipeline']
 
-# %% ../nbs/02_pipeline.ipynb #1cfe306a
+# %% ../nbs/02_pipeline.ipynb #45a0daa2
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from peft.utils import get_peft_model_state_dict
 
 from .scheduler import _zero_variance_reason, ddim_step_with_logprob
 
-# %% ../nbs/02_pipeline.ipynb #0beffec0
+# %% ../nbs/02_pipeline.ipynb #674bb90d
 def img2img_timesteps(scheduler:DDIMScheduler, # set to `num_inference_steps` by this call
                       num_inference_steps:int, # N, the length of the full schedule
                       noise_strength:float,    # s in (0, 1]: the fraction of the schedule to re-run
@@ -41,7 +41,7 @@ def img2img_timesteps(scheduler:DDIMScheduler, # set to `num_inference_steps` by
     scheduler.set_timesteps(num_inference_steps)
     return scheduler.timesteps[num_inference_steps - executed:]
 
-# %% ../nbs/02_pipeline.ipynb #d9d13d8e
+# %% ../nbs/02_pipeline.ipynb #d5a711b9
 def _one_image(x, where:str) -> torch.Tensor:
     "One image as a float32 CHW tensor in [0, 1]."
     if isinstance(x, PIL.Image.Image): x = np.asarray(x.convert("RGB"))
@@ -71,7 +71,7 @@ def to_image_batch(images) -> torch.Tensor:
     if len(sizes) > 1: raise ValueError(f"images: all images in a batch must have one size, got H x W sizes {sizes}")
     return torch.stack(batch)
 
-# %% ../nbs/02_pipeline.ipynb #a1ec34e7
+# %% ../nbs/02_pipeline.ipynb #156531fa
 LORA_TARGET_MODULES = ("to_k", "to_q", "to_v", "to_out.0")
 
 @dataclass
@@ -92,7 +92,7 @@ class RolloutOutput:
     num_inference_steps: int
     pred_original_samples: torch.Tensor | None = None  # [B, K, C, h, w]: predicted x_0 latent at each step
 
-# %% ../nbs/02_pipeline.ipynb #9f1be626
+# %% ../nbs/02_pipeline.ipynb #faa844c0
 class I2IDDPOStableDiffusionPipeline:
     "An image-to-image DDPO policy on a Stable Diffusion 1.x pipeline: rollouts with log-probs, LoRA or full training."
     def __init__(self,
@@ -144,7 +144,7 @@ class I2IDDPOStableDiffusionPipeline:
         "The parameters DDPO updates: the LoRA adapter's, or the whole UNet's."
         return [p for p in self.unet.parameters() if p.requires_grad]
 
-# %% ../nbs/02_pipeline.ipynb #ee032345
+# %% ../nbs/02_pipeline.ipynb #4a3a9311
 @patch
 @torch.no_grad()
 def encode_prompts(self:I2IDDPOStableDiffusionPipeline, prompts:list[str], guidance_scale:float,
@@ -165,18 +165,21 @@ def encode_prompts(self:I2IDDPOStableDiffusionPipeline, prompts:list[str], guida
 def predict_noise(self:I2IDDPOStableDiffusionPipeline,
                   latents:torch.Tensor, timesteps:torch.Tensor, # x_t and t (a scalar or one per row)
                   prompt_embeds:torch.Tensor, negative_prompt_embeds:torch.Tensor|None,
-                  guidance_scale:float, guidance_rescale:float=0.0) -> torch.Tensor:
+                  guidance_scale:float, guidance_rescale:float=0.0,
+                  unet:torch.nn.Module|None=None, # the module to run (a trainer passes its DDP-wrapped UNet); default `self.unet`
+                 ) -> torch.Tensor:
     "The UNet's guided noise prediction: one call without guidance, one batched (uncond, cond) call with it."
+    unet = self.unet if unet is None else unet
     if guidance_scale <= 1:
-        return self.unet(latents, timesteps, encoder_hidden_states=prompt_embeds, return_dict=False)[0]
+        return unet(latents, timesteps, encoder_hidden_states=prompt_embeds, return_dict=False)[0]
     t = timesteps.repeat(2) if timesteps.ndim else timesteps
-    both = self.unet(torch.cat([latents] * 2), t, encoder_hidden_states=torch.cat([negative_prompt_embeds, prompt_embeds]),
+    both = unet(torch.cat([latents] * 2), t, encoder_hidden_states=torch.cat([negative_prompt_embeds, prompt_embeds]),
                      return_dict=False)[0]
     uncond, text = both.chunk(2)
     noise_pred = uncond + guidance_scale * (text - uncond)
     return rescale_noise_cfg(noise_pred, text, guidance_rescale) if guidance_rescale > 0 else noise_pred
 
-# %% ../nbs/02_pipeline.ipynb #e0762f9c
+# %% ../nbs/02_pipeline.ipynb #30454a50
 @patch
 def check_inputs(self:I2IDDPOStableDiffusionPipeline, images:torch.Tensor, prompts, noise_strength:float,
                  num_inference_steps:int, guidance_scale:float, eta:float, generator) -> tuple[list[str], torch.Tensor]:
@@ -197,7 +200,7 @@ def check_inputs(self:I2IDDPOStableDiffusionPipeline, images:torch.Tensor, promp
     if eta > 0 and (reason := _zero_variance_reason(self.scheduler, timesteps)): raise ValueError(reason)
     return list(prompts), timesteps
 
-# %% ../nbs/02_pipeline.ipynb #8b0041a3
+# %% ../nbs/02_pipeline.ipynb #b647f6b3
 @patch
 @torch.no_grad()
 def _prepare_latents(self:I2IDDPOStableDiffusionPipeline, images:torch.Tensor, start:torch.Tensor, generator) -> torch.Tensor:
@@ -260,7 +263,7 @@ def rollout(self:I2IDDPOStableDiffusionPipeline,
         eta=eta, noise_strength=noise_strength, num_inference_steps=num_inference_steps,
         pred_original_samples=torch.stack(pred_x0, dim=1) if return_pred_original_samples else None)
 
-# %% ../nbs/02_pipeline.ipynb #189b1fab
+# %% ../nbs/02_pipeline.ipynb #e3ae8eb3
 @patch
 def replay_log_probs(self:I2IDDPOStableDiffusionPipeline, out:RolloutOutput, steps=None) -> torch.Tensor:
     "Recompute the log-probs of `out`'s recorded steps (all, or the indices `steps`) under the current weights; [B, len(steps)]."
@@ -276,7 +279,7 @@ def replay_log_probs(self:I2IDDPOStableDiffusionPipeline, out:RolloutOutput, ste
         log_probs.append(step.log_prob)
     return torch.stack(log_probs, dim=1)
 
-# %% ../nbs/02_pipeline.ipynb #5a2abdce
+# %% ../nbs/02_pipeline.ipynb #c47ec8ac
 @patch
 def save_pretrained(self:I2IDDPOStableDiffusionPipeline, save_directory:str|Path):
     "Save the LoRA weights (diffusers' `load_lora_weights` format) or, for full fine-tuning, the whole pipeline."
