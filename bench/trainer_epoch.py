@@ -54,11 +54,20 @@ def worker(impl:str, model:str, guidance:float, epochs:int, size:int) -> list[fl
         config = DDPOConfig(**common, train_timestep_fraction=STRENGTH, project_kwargs={"project_dir": out_dir})
         trainer = ImageDDPOTrainer(config, reward_function, prompt_function, I2IDDPOStableDiffusionPipeline(model),
                                    noise_strength=STRENGTH)
+    train_time = [0.0]
+    def timed(method):  # the PPO phase of each epoch: our train_on_samples, TRL's _train_batched_samples
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try: return method(*args, **kwargs)
+            finally: train_time[0] += time.perf_counter() - start
+        return wrapper
+    name = "train_on_samples" if impl == "ours" else "_train_batched_samples"
+    setattr(trainer, name, timed(getattr(trainer, name)))
     times, global_step = [], 0
     for epoch in range(epochs):
-        start = time.perf_counter()
+        train_time[0], start = 0.0, time.perf_counter()
         global_step = trainer.step(epoch, global_step)
-        times.append(time.perf_counter() - start)
+        times.append((time.perf_counter() - start, train_time[0]))
     return times
 
 def run(python:str, impl:str, model:str, guidance:float, epochs:int, size:int) -> list[float]:
@@ -76,25 +85,32 @@ def main():
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--worker"); p.add_argument("--model"); p.add_argument("--guidance", type=float)
     p.add_argument("--size", type=int)
+    p.add_argument("--models", nargs="*", help="a subset of: pocket tiny mid")
     a = p.parse_args()
     if a.worker:
         print(json.dumps(worker(a.worker, a.model, a.guidance, a.epochs, a.size))); return
     from imageddpo import pocket_pipeline, tiny_pipeline
+    sys.path.insert(0, str(Path(__file__).parent))
+    from rollout import mid_pipeline  # SD-1.x blocks at 128 px: compute, not call overhead, dominates
     root = Path(tempfile.mkdtemp())
-    models = {"tiny (64 px)": (tiny_pipeline, 64), "pocket (32 px)": (pocket_pipeline, 32)}
+    models = {"pocket (32 px)": (pocket_pipeline, 32), "tiny (64 px)": (tiny_pipeline, 64), "mid (128 px)": (mid_pipeline, 128)}
     rows = []
     for name, (make, size) in models.items():
+        if a.models and name.split()[0] not in a.models: continue
         path = root/name.split()[0]; make().save_pretrained(path)
         for guidance in (1.0, 5.0):
             times = {"ours": [], "seed": []}
             for _ in range(a.rounds):
                 times["ours"] += run(sys.executable, "ours", str(path), guidance, a.epochs, size)[1:]
                 times["seed"] += run(a.seed_python, "seed", str(path), guidance, a.epochs, size)[1:]
-            ours, seed = statistics.median(times["ours"]), statistics.median(times["seed"])
-            rows.append({"model": name, "guidance": guidance, "ours_s": round(ours, 4), "seed_s": round(seed, 4),
-                         "speedup": round(seed / ours, 3), "epochs_timed": len(times["ours"])})
-            print(f"{name:15s} guidance {guidance}: ours {ours:.3f} s/epoch, imageddpo 0.1.2 {seed:.3f} s/epoch, "
-                  f"speed-up {seed / ours:.2f}x", flush=True)
+            med = lambda impl, i: statistics.median(t[i] for t in times[impl])
+            ours, seed, ours_ppo, seed_ppo = med("ours", 0), med("seed", 0), med("ours", 1), med("seed", 1)
+            rows.append({"model": name, "guidance": guidance, "ours_epoch_s": round(ours, 4), "seed_epoch_s": round(seed, 4),
+                         "epoch_speedup": round(seed / ours, 3), "ours_ppo_s": round(ours_ppo, 4),
+                         "seed_ppo_s": round(seed_ppo, 4), "ppo_speedup": round(seed_ppo / ours_ppo, 3),
+                         "epochs_timed": len(times["ours"])})
+            print(f"{name:15s} guidance {guidance}: epoch ours {ours:.3f} s, imageddpo 0.1.2 {seed:.3f} s ({seed / ours:.2f}x); "
+                  f"PPO phase ours {ours_ppo:.3f} s, 0.1.2 {seed_ppo:.3f} s ({seed_ppo / ours_ppo:.2f}x)", flush=True)
     out = Path(__file__).parent/"results"/"trainer_epoch.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",

@@ -7,7 +7,7 @@ Docs: https://hectorastrom.github.io/imageddpo/trainer.html.md"""
 # %% auto #0
 __all__ = ['EpochResult', 'TrainerCallback', 'TrackerLogger', 'ImageSamplesHook', 'DebugHook', 'ImageDDPOTrainer', 'cat_rollouts']
 
-# %% ../nbs/05c_trainer.ipynb #06bf9eac
+# %% ../nbs/05c_trainer.ipynb #acf62449
 import dataclasses, os, time
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,7 +32,7 @@ from .ppo import gaussian_kl_same_std, ppo_clip_loss
 from .rewards import compute_rewards
 from .scheduler import ddim_step_with_logprob
 
-# %% ../nbs/05c_trainer.ipynb #9f7be0a3
+# %% ../nbs/05c_trainer.ipynb #dd1c05b9
 @dataclasses.dataclass
 class EpochResult:
     "What one epoch produced, for callbacks: this process's samples and everyone's rewards."
@@ -58,7 +58,7 @@ class TrainerCallback:
     def on_train_end(self, trainer):
         "After the last epoch of `train()`."
 
-# %% ../nbs/05c_trainer.ipynb #e010c706
+# %% ../nbs/05c_trainer.ipynb #56ed31fb
 class TrackerLogger(TrainerCallback):
     "Log each epoch's scalar statistics to the accelerate trackers (none unless `log_with` is set)."
     def on_epoch_end(self, trainer, result):
@@ -83,7 +83,7 @@ class DebugHook(TrainerCallback):
     def on_epoch_begin(self, trainer, epoch, noise_strength):
         if trainer.accelerator.is_main_process: self.hook(trainer.sd_pipeline, noise_strength, trainer.global_step)
 
-# %% ../nbs/05c_trainer.ipynb #2babf743
+# %% ../nbs/05c_trainer.ipynb #70ad339a
 _SEED_NOISE_STRENGTH = 0.2  # the original imageddpo's default, kept for its users (who pass TRL's DDPOConfig)
 
 def _seed_for(*parts:int) -> int:
@@ -107,7 +107,7 @@ def _check_output_dir(output_dir:str):
         probe.write_text(""); probe.unlink()
     except OSError as e: raise PermissionError(f"output_dir={output_dir!r} is not writable: {e}") from e
 
-# %% ../nbs/05c_trainer.ipynb #bc57139d
+# %% ../nbs/05c_trainer.ipynb #b170faf7
 class ImageDDPOTrainer:
     "Image-to-image DDPO: sample from `prompt_function`, score with `reward_function`, PPO on the denoising steps."
     def __init__(self,
@@ -154,7 +154,7 @@ class ImageDDPOTrainer:
         self._pool = ThreadPoolExecutor(c.max_workers) if c.async_reward_computation else None
         if resume is not None: self.load_checkpoint(resume)
 
-# %% ../nbs/05c_trainer.ipynb #b563aef9
+# %% ../nbs/05c_trainer.ipynb #d1aa8bae
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 def _loggable(c:ImageDDPOConfig) -> dict:
@@ -183,7 +183,7 @@ def _make_optimizer(self:ImageDDPOTrainer, params) -> torch.optim.Optimizer:
     return cls(params, lr=c.train_learning_rate, betas=(c.train_adam_beta1, c.train_adam_beta2),
                weight_decay=c.train_adam_weight_decay, eps=c.train_adam_epsilon)
 
-# %% ../nbs/05c_trainer.ipynb #053356e6
+# %% ../nbs/05c_trainer.ipynb #90c7c137
 @patch
 def step(self:ImageDDPOTrainer, epoch:int, global_step:int) -> int:
     "One DDPO epoch: sample, reward, advantages, `train_num_inner_epochs` PPO passes, callbacks, checkpoint."
@@ -214,7 +214,7 @@ def train(self:ImageDDPOTrainer, epochs:int|None=None):
         global_step = self.step(epoch, global_step)
     for cb in self.callbacks: cb.on_train_end(self)
 
-# %% ../nbs/05c_trainer.ipynb #10f6cc0d
+# %% ../nbs/05c_trainer.ipynb #1650d6e8
 @patch
 def _draw_inputs(self:ImageDDPOTrainer, n:int):
     "n validated `(prompt, image, metadata)` triples from `prompt_function`, images as one batch."
@@ -266,7 +266,7 @@ def _done(value) -> Future:
     "A finished future holding `value` (the synchronous path looks like the asynchronous one)."
     f = Future(); f.set_result(value); return f
 
-# %% ../nbs/05c_trainer.ipynb #e652e6e5
+# %% ../nbs/05c_trainer.ipynb #1deb030f
 def cat_rollouts(outs:list[RolloutOutput]) -> RolloutOutput:
     "Concatenate rollouts of one policy setting along the batch."
     shapes = {tuple(o.latents.shape[1:]) for o in outs}
@@ -279,7 +279,7 @@ def cat_rollouts(outs:list[RolloutOutput]) -> RolloutOutput:
     scalars = {f.name: getattr(outs[0], f.name) for f in dataclasses.fields(RolloutOutput) if f.name not in tensors and f.name != "prompts"}
     return RolloutOutput(**tensors, **scalars, prompts=[p for o in outs for p in o.prompts])
 
-# %% ../nbs/05c_trainer.ipynb #369663b8
+# %% ../nbs/05c_trainer.ipynb #77473ab6
 @patch
 def compute_advantages(self:ImageDDPOTrainer, samples:RolloutOutput, rewards:torch.Tensor):
     "This process's advantages [n] and every process's rewards, normalised over all processes."
@@ -293,7 +293,7 @@ def compute_advantages(self:ImageDDPOTrainer, samples:RolloutOutput, rewards:tor
     n = len(rewards)
     return advantages[acc.process_index * n:(acc.process_index + 1) * n], all_rewards
 
-# %% ../nbs/05c_trainer.ipynb #3513662f
+# %% ../nbs/05c_trainer.ipynb #24a8ad4c
 @patch
 def compute_loss(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:torch.Tensor,
                  rows:torch.Tensor, steps:torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -328,7 +328,7 @@ def _reference_mean(self:ImageDDPOTrainer, x_t, t, cond, eta, x_next) -> torch.T
             finally: pipe.unet.enable_adapters()
     return ddim_step_with_logprob(pipe.scheduler, noise_pred, t, x_t, eta=eta, prev_sample=x_next).mean
 
-# %% ../nbs/05c_trainer.ipynb #db2dbccb
+# %% ../nbs/05c_trainer.ipynb #9094473e
 @patch
 def train_on_samples(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:torch.Tensor, epoch:int, inner:int,
                      global_step:int, log:dict|None=None) -> int:
@@ -341,29 +341,30 @@ def train_on_samples(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:to
     steps = torch.stack([torch.randperm(K, generator=g)[:T] for _ in range(n)])  # each sample its own subset
     self.sd_pipeline.scheduler.set_timesteps(samples.num_inference_steps)
     minibatches = order.split(c.train_batch_size)
+    finite = torch.ones((), dtype=torch.bool, device=acc.device)  # checked once per optimizer step: no per-step sync
     for b, rows in enumerate(minibatches):
         sync = (b + 1) % c.train_gradient_accumulation_steps == 0 or b + 1 == len(minibatches)
         for j in range(T):
             with nullcontext() if (sync and j == T - 1) else acc.no_sync(self.unet):
                 loss, info = self.compute_loss(samples, advantages, rows, steps[rows, j])
-                if not torch.isfinite(loss) and c.on_nonfinite == "raise":
-                    raise FloatingPointError(f"non-finite PPO loss ({loss.item()}) at epoch {epoch}, minibatch {b}; "
-                                             "set on_nonfinite='skip' to drop such updates")
+                finite &= torch.isfinite(loss)
                 acc.backward(loss / (T * c.train_gradient_accumulation_steps))
             for k, v in info.items(): log[k].append(v)
-        if sync: global_step += self._optimizer_step(epoch)
+        if sync:
+            global_step += self._optimizer_step(epoch, finite)
+            finite = torch.ones_like(finite)
     return global_step
 
 @patch
-def _optimizer_step(self:ImageDDPOTrainer, epoch:int) -> int:
+def _optimizer_step(self:ImageDDPOTrainer, epoch:int, finite_loss:torch.Tensor) -> int:
     "Clip, check, and step; 1 if the weights were updated, 0 if the update was dropped."
     acc, c = self.accelerator, self.config
     norm = acc.clip_grad_norm_(self.sd_pipeline.trainable_parameters(), c.train_max_grad_norm)
-    if not torch.isfinite(norm) and acc.scaler is None:
+    if not (finite_loss & torch.isfinite(norm)).item() and acc.scaler is None:
         if c.on_nonfinite == "raise":
             self.optimizer.zero_grad(set_to_none=True)
-            raise FloatingPointError(f"non-finite gradient norm ({norm.item()}) at epoch {epoch}; the weights were not "
-                                     "updated. Set on_nonfinite='skip' to drop such updates")
+            raise FloatingPointError(f"non-finite PPO loss or gradient (norm {norm.item()}) at epoch {epoch}; the weights "
+                                     "were not updated. Set on_nonfinite='skip' to drop such updates")
         self.nonfinite_skipped += 1
         self.optimizer.zero_grad(set_to_none=True)
         return 0
@@ -372,7 +373,7 @@ def _optimizer_step(self:ImageDDPOTrainer, epoch:int) -> int:
     if acc.optimizer_step_was_skipped: self.nonfinite_skipped += 1; return 0
     return 1
 
-# %% ../nbs/05c_trainer.ipynb #52dddad6
+# %% ../nbs/05c_trainer.ipynb #a138c421
 @patch
 def _epoch_stats(self:ImageDDPOTrainer, epoch, strength, all_rewards, losses, timer) -> dict:
     "Scalars for trackers and callbacks; also appended to `self.history`."
@@ -384,7 +385,7 @@ def _epoch_stats(self:ImageDDPOTrainer, epoch, strength, all_rewards, losses, ti
     self.history.append(stats)
     return stats
 
-# %% ../nbs/05c_trainer.ipynb #bf9f7aa6
+# %% ../nbs/05c_trainer.ipynb #b4dee891
 @patch
 def _trainable_state(self:ImageDDPOTrainer) -> dict[str, torch.Tensor]:
     "The trainable parameters of the (unwrapped) UNet, by name."
