@@ -1,0 +1,35 @@
+"Run by tests/test_multiprocess.py under torchrun: train the pocket model and report this rank's view as JSON."
+import json, sys
+
+import torch
+
+from imageddpo import I2IDDPOStableDiffusionPipeline, ImageDDPOConfig, ImageDDPOTrainer, pocket_pipeline
+from imageddpo.digits import digits_dataset
+
+output_dir, resume_from, report = sys.argv[1], sys.argv[2], sys.argv[3]
+torch.manual_seed(0)
+images, labels = digits_dataset("train")
+
+def prompt_function():  # draws from the global RNG: seeded per process, restored on resume
+    i = int(torch.randint(len(images), (1,)))
+    return "", images[i], {"label": int(labels[i]), "index": i}
+
+config = ImageDDPOConfig(mixed_precision="no", sample_num_steps=10, noise_strength=0.5, sample_guidance_scale=1.0,
+                         sample_batch_size=4, sample_num_batches_per_epoch=1, train_batch_size=2, num_epochs=2,
+                         per_prompt_stat_tracking=True, per_prompt_stat_tracking_min_count=2,
+                         output_dir=output_dir, resume_from=resume_from)
+trainer = ImageDDPOTrainer(config, lambda out, prompts, metadata: out.mean(dim=(1, 2, 3)), prompt_function,
+                           I2IDDPOStableDiffusionPipeline(pocket_pipeline()))
+seen = []
+class Record:
+    def on_train_begin(self, t): pass
+    def on_epoch_begin(self, t, epoch, strength): pass
+    def on_epoch_end(self, t, result): seen.append([m["index"] for m in result.metadata])
+    def on_train_end(self, t): pass
+trainer.callbacks.append(Record())
+trainer.train()
+acc = trainer.accelerator
+with open(f"{report}.{acc.process_index}", "w") as f:
+    json.dump({"rank": acc.process_index, "world": acc.num_processes, "first_epoch": trainer.first_epoch,
+               "global_step": trainer.global_step, "num_samples": trainer.history[-1]["num_samples"], "indices": seen,
+               "weights": {k: v.detach().double().sum().item() for k, v in trainer._trainable_state().items()}}, f)
