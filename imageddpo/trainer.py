@@ -7,7 +7,7 @@ Docs: https://hectorastrom.github.io/imageddpo/trainer.html.md"""
 # %% auto #0
 __all__ = ['EpochResult', 'TrainerCallback', 'TrackerLogger', 'ImageSamplesHook', 'DebugHook', 'ImageDDPOTrainer', 'cat_rollouts']
 
-# %% ../nbs/05c_trainer.ipynb #acf62449
+# %% ../nbs/05c_trainer.ipynb #2a21aeb0
 import dataclasses, os, time
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,7 +32,7 @@ from .ppo import gaussian_kl_same_std, ppo_clip_loss
 from .rewards import compute_rewards
 from .scheduler import ddim_step_with_logprob
 
-# %% ../nbs/05c_trainer.ipynb #dd1c05b9
+# %% ../nbs/05c_trainer.ipynb #e9834876
 @dataclasses.dataclass
 class EpochResult:
     "What one epoch produced, for callbacks: this process's samples and everyone's rewards."
@@ -58,7 +58,7 @@ class TrainerCallback:
     def on_train_end(self, trainer):
         "After the last epoch of `train()`."
 
-# %% ../nbs/05c_trainer.ipynb #56ed31fb
+# %% ../nbs/05c_trainer.ipynb #b161fd4f
 class TrackerLogger(TrainerCallback):
     "Log each epoch's scalar statistics to the accelerate trackers (none unless `log_with` is set)."
     def on_epoch_end(self, trainer, result):
@@ -83,7 +83,7 @@ class DebugHook(TrainerCallback):
     def on_epoch_begin(self, trainer, epoch, noise_strength):
         if trainer.accelerator.is_main_process: self.hook(trainer.sd_pipeline, noise_strength, trainer.global_step)
 
-# %% ../nbs/05c_trainer.ipynb #70ad339a
+# %% ../nbs/05c_trainer.ipynb #69064c4a
 _SEED_NOISE_STRENGTH = 0.2  # the original imageddpo's default, kept for its users (who pass TRL's DDPOConfig)
 
 def _seed_for(*parts:int) -> int:
@@ -107,7 +107,7 @@ def _check_output_dir(output_dir:str):
         probe.write_text(""); probe.unlink()
     except OSError as e: raise PermissionError(f"output_dir={output_dir!r} is not writable: {e}") from e
 
-# %% ../nbs/05c_trainer.ipynb #b170faf7
+# %% ../nbs/05c_trainer.ipynb #ddfb45f4
 class ImageDDPOTrainer:
     "Image-to-image DDPO: sample from `prompt_function`, score with `reward_function`, PPO on the denoising steps."
     def __init__(self,
@@ -140,6 +140,10 @@ class ImageDDPOTrainer:
             mixed_precision=c.mixed_precision, log_with=c.log_with,
             project_config=ProjectConfiguration(project_dir=c.output_dir, logging_dir=os.path.join(c.output_dir, c.logdir),
                                                 **c.project_kwargs), **c.accelerator_kwargs)
+        world = int(os.environ.get("WORLD_SIZE", 1))
+        if world > 1 and self.accelerator.num_processes == 1:  # each launched process would train alone, in one folder
+            raise RuntimeError(f"WORLD_SIZE={world} but accelerate formed no process group; on the CPU launch with "
+                               "ACCELERATE_USE_CPU=true (or pass accelerator_kwargs={'cpu': True})")
         if c.log_with:
             self.accelerator.init_trackers(c.tracker_project_name, config=_loggable(c), init_kwargs=c.tracker_kwargs)
         set_seed(c.seed, device_specific=True)  # global RNGs, for the user's prompt and reward functions
@@ -154,7 +158,7 @@ class ImageDDPOTrainer:
         self._pool = ThreadPoolExecutor(c.max_workers) if c.async_reward_computation else None
         if resume is not None: self.load_checkpoint(resume)
 
-# %% ../nbs/05c_trainer.ipynb #d1aa8bae
+# %% ../nbs/05c_trainer.ipynb #4b47a99f
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 def _loggable(c:ImageDDPOConfig) -> dict:
@@ -183,7 +187,7 @@ def _make_optimizer(self:ImageDDPOTrainer, params) -> torch.optim.Optimizer:
     return cls(params, lr=c.train_learning_rate, betas=(c.train_adam_beta1, c.train_adam_beta2),
                weight_decay=c.train_adam_weight_decay, eps=c.train_adam_epsilon)
 
-# %% ../nbs/05c_trainer.ipynb #90c7c137
+# %% ../nbs/05c_trainer.ipynb #2055f462
 @patch
 def step(self:ImageDDPOTrainer, epoch:int, global_step:int) -> int:
     "One DDPO epoch: sample, reward, advantages, `train_num_inner_epochs` PPO passes, callbacks, checkpoint."
@@ -214,7 +218,7 @@ def train(self:ImageDDPOTrainer, epochs:int|None=None):
         global_step = self.step(epoch, global_step)
     for cb in self.callbacks: cb.on_train_end(self)
 
-# %% ../nbs/05c_trainer.ipynb #1650d6e8
+# %% ../nbs/05c_trainer.ipynb #ca41d7b5
 @patch
 def _draw_inputs(self:ImageDDPOTrainer, n:int):
     "n validated `(prompt, image, metadata)` triples from `prompt_function`, images as one batch."
@@ -266,7 +270,7 @@ def _done(value) -> Future:
     "A finished future holding `value` (the synchronous path looks like the asynchronous one)."
     f = Future(); f.set_result(value); return f
 
-# %% ../nbs/05c_trainer.ipynb #1deb030f
+# %% ../nbs/05c_trainer.ipynb #cd3ad7d3
 def cat_rollouts(outs:list[RolloutOutput]) -> RolloutOutput:
     "Concatenate rollouts of one policy setting along the batch."
     shapes = {tuple(o.latents.shape[1:]) for o in outs}
@@ -279,7 +283,7 @@ def cat_rollouts(outs:list[RolloutOutput]) -> RolloutOutput:
     scalars = {f.name: getattr(outs[0], f.name) for f in dataclasses.fields(RolloutOutput) if f.name not in tensors and f.name != "prompts"}
     return RolloutOutput(**tensors, **scalars, prompts=[p for o in outs for p in o.prompts])
 
-# %% ../nbs/05c_trainer.ipynb #77473ab6
+# %% ../nbs/05c_trainer.ipynb #85d3b240
 @patch
 def compute_advantages(self:ImageDDPOTrainer, samples:RolloutOutput, rewards:torch.Tensor):
     "This process's advantages [n] and every process's rewards, normalised over all processes."
@@ -293,7 +297,7 @@ def compute_advantages(self:ImageDDPOTrainer, samples:RolloutOutput, rewards:tor
     n = len(rewards)
     return advantages[acc.process_index * n:(acc.process_index + 1) * n], all_rewards
 
-# %% ../nbs/05c_trainer.ipynb #24a8ad4c
+# %% ../nbs/05c_trainer.ipynb #8d885d8c
 @patch
 def compute_loss(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:torch.Tensor,
                  rows:torch.Tensor, steps:torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -328,7 +332,7 @@ def _reference_mean(self:ImageDDPOTrainer, x_t, t, cond, eta, x_next) -> torch.T
             finally: pipe.unet.enable_adapters()
     return ddim_step_with_logprob(pipe.scheduler, noise_pred, t, x_t, eta=eta, prev_sample=x_next).mean
 
-# %% ../nbs/05c_trainer.ipynb #9094473e
+# %% ../nbs/05c_trainer.ipynb #e2c45529
 @patch
 def train_on_samples(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:torch.Tensor, epoch:int, inner:int,
                      global_step:int, log:dict|None=None) -> int:
@@ -373,7 +377,7 @@ def _optimizer_step(self:ImageDDPOTrainer, epoch:int, finite_loss:torch.Tensor) 
     if acc.optimizer_step_was_skipped: self.nonfinite_skipped += 1; return 0
     return 1
 
-# %% ../nbs/05c_trainer.ipynb #a138c421
+# %% ../nbs/05c_trainer.ipynb #9a7727dd
 @patch
 def _epoch_stats(self:ImageDDPOTrainer, epoch, strength, all_rewards, losses, timer) -> dict:
     "Scalars for trackers and callbacks; also appended to `self.history`."
@@ -385,7 +389,7 @@ def _epoch_stats(self:ImageDDPOTrainer, epoch, strength, all_rewards, losses, ti
     self.history.append(stats)
     return stats
 
-# %% ../nbs/05c_trainer.ipynb #b4dee891
+# %% ../nbs/05c_trainer.ipynb #afdf0d83
 @patch
 def _trainable_state(self:ImageDDPOTrainer) -> dict[str, torch.Tensor]:
     "The trainable parameters of the (unwrapped) UNet, by name."

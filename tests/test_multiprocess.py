@@ -31,3 +31,12 @@ def test_two_processes_agree_and_resume_exactly(tmp_path):
     assert [r["first_epoch"] for r in resumed] == [1, 1]
     assert resumed[0]["weights"] == straight[0]["weights"] == resumed[1]["weights"], "resume continues exactly"
     assert [r["indices"] for r in resumed] == [r["indices"][1:] for r in straight]
+
+def test_a_launch_without_a_process_group_is_refused(tmp_path):
+    "torchrun on the CPU without accelerate's CPU flag: every process would train alone into one folder."
+    torchrun = Path(sys.executable).parent/"torchrun"
+    env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}
+    done = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29518", str(SCRIPT),
+                           str(tmp_path/"run"), "", str(tmp_path/"report")], env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode != 0 and "ACCELERATE_USE_CPU=true" in done.stderr
+    assert not list((tmp_path/"run"/"checkpoints").glob("checkpoint-*")), "nothing trained"
