@@ -27,9 +27,15 @@ class Record:
     def on_epoch_end(self, t, result): seen.append([m["index"] for m in result.metadata])
     def on_train_end(self, t): pass
 trainer.callbacks.append(Record())
+after_step = []
+def checked_step(epoch, finite, step=trainer._optimizer_step):  # the weights right after every optimizer step
+    result = step(epoch, finite)
+    after_step.append(sum(v.detach().double().sum().item() for v in trainer._trainable_state().values()))
+    return result
+trainer._optimizer_step = checked_step
 trainer.train()
 acc = trainer.accelerator
 with open(f"{report}.{acc.process_index}", "w") as f:
     json.dump({"rank": acc.process_index, "world": acc.num_processes, "first_epoch": trainer.first_epoch,
-               "global_step": trainer.global_step, "num_samples": trainer.history[-1]["num_samples"], "indices": seen,
+               "global_step": trainer.global_step, "num_samples": trainer.history[-1]["num_samples"], "indices": seen, "after_step": after_step,
                "weights": {k: v.detach().double().sum().item() for k, v in trainer._trainable_state().items()}}, f)
