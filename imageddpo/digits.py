@@ -8,7 +8,7 @@ Docs: https://hectorastrom.github.io/imageddpo/digits.html.md"""
 __all__ = ['HELDOUT_SIZE', 'digits_dataset', 'DigitClassifier', 'pocket_assets', 'pocket_classifier', 'classifier_accuracy',
            'pocket_reward', 'gaussian_blur', 'corrupt', 'pocket_prompt_function']
 
-# %% ../nbs/00b_digits.ipynb #d43203df
+# %% ../nbs/00b_digits.ipynb #091ee1fe
 import math
 from importlib.resources import files
 
@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-# %% ../nbs/00b_digits.ipynb #7e1afb3f
+# %% ../nbs/00b_digits.ipynb #9e54cf62
 HELDOUT_SIZE = 297
 
 def digits_dataset(split:str="train", # "train" (1,500 images) or "heldout" (297)
@@ -35,7 +35,7 @@ def digits_dataset(split:str="train", # "train" (1,500 images) or "heldout" (297
     keep = order[:HELDOUT_SIZE] if split == "heldout" else order[HELDOUT_SIZE:]
     return images[keep], labels[keep]
 
-# %% ../nbs/00b_digits.ipynb #8416927c
+# %% ../nbs/00b_digits.ipynb #39de9006
 class DigitClassifier(nn.Module):
     "The pocket classifier: three conv-BN-ReLU blocks, global average pooling and a linear layer over 10 digits."
     def __init__(self):
@@ -58,14 +58,14 @@ def pocket_classifier(device="cpu") -> DigitClassifier:
     model.load_state_dict(load_file(str(pocket_assets() / "digit_classifier.safetensors")))
     return model.eval().requires_grad_(False).to(device)
 
-# %% ../nbs/00b_digits.ipynb #cddc783d
+# %% ../nbs/00b_digits.ipynb #e53f8d8b
 @torch.no_grad()
 def classifier_accuracy(images:torch.Tensor, labels:torch.Tensor, classifier:DigitClassifier|None=None) -> float:
     "Fraction of `images` ([B, 3, H, W] in [0, 1]) that `classifier` (default: the shipped one) labels correctly."
     classifier = classifier or pocket_classifier()
     return (classifier(images.float()).argmax(1).cpu() == labels.cpu()).float().mean().item()
 
-# %% ../nbs/00b_digits.ipynb #b4704469
+# %% ../nbs/00b_digits.ipynb #0faf32cd
 def pocket_reward(classifier:DigitClassifier|None=None): # defaults to the shipped one
     "A reward function: log p(true label | output image) under the pocket classifier; accuracy in the metadata."
     classifier = classifier or pocket_classifier()
@@ -80,7 +80,7 @@ def pocket_reward(classifier:DigitClassifier|None=None): # defaults to the shipp
         return rewards.cpu(), {"accuracy": (logits.argmax(1) == labels).float().mean().item()}
     return reward_function
 
-# %% ../nbs/00b_digits.ipynb #83f3093e
+# %% ../nbs/00b_digits.ipynb #0cae320e
 def gaussian_blur(images:torch.Tensor, sigma:float) -> torch.Tensor:
     "Separable Gaussian blur of [B, C, H, W] images, reflect-padded."
     if sigma <= 0: return images
@@ -109,18 +109,16 @@ def corrupt(images:torch.Tensor, # [B, 3, H, W] in [0, 1]
         out.append((x + 0.12 * severity * torch.randn(x.shape, generator=g)).clamp(0, 1))
     return torch.stack(out)
 
-# %% ../nbs/00b_digits.ipynb #d7ba9592
+# %% ../nbs/00b_digits.ipynb #64624562
 def pocket_prompt_function(split:str="heldout", # which digits to corrupt
                            severity:float=1.0,  # see `corrupt`
                            prompt:str="",       # the text conditioning for every sample
-                           seed:int=0,          # order of the images, and the corruption's patches and noise
+                           seed:int=0,          # the corruption's patches and noise
                           ):
-    "A `prompt_function` for the pocket task: () -> (prompt, corrupted image [3, 32, 32], {'label', 'index'})."
+    "A `prompt_function` for the pocket task: () -> (prompt, corrupted image [3, 32, 32], {'label', 'index'}), drawn at random."
     images, labels = digits_dataset(split)
     corrupted = corrupt(images, severity, seed)
-    order, position = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed)), 0
     def prompt_function():
-        nonlocal position
-        i = int(order[position % len(order)]); position += 1
+        i = int(torch.randint(len(images), ()))  # the global generator: per-process seeds, restored on resume
         return prompt, corrupted[i], {"label": int(labels[i]), "index": i}
     return prompt_function

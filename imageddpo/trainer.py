@@ -7,7 +7,7 @@ Docs: https://hectorastrom.github.io/imageddpo/trainer.html.md"""
 # %% auto #0
 __all__ = ['EpochResult', 'TrainerCallback', 'TrackerLogger', 'ImageSamplesHook', 'DebugHook', 'ImageDDPOTrainer', 'cat_rollouts']
 
-# %% ../nbs/05c_trainer.ipynb #2a21aeb0
+# %% ../nbs/05c_trainer.ipynb #4cf4b3d1
 import dataclasses, os, time
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,7 +32,7 @@ from .ppo import gaussian_kl_same_std, ppo_clip_loss
 from .rewards import compute_rewards
 from .scheduler import ddim_step_with_logprob
 
-# %% ../nbs/05c_trainer.ipynb #e9834876
+# %% ../nbs/05c_trainer.ipynb #b9db1395
 @dataclasses.dataclass
 class EpochResult:
     "What one epoch produced, for callbacks: this process's samples and everyone's rewards."
@@ -58,7 +58,7 @@ class TrainerCallback:
     def on_train_end(self, trainer):
         "After the last epoch of `train()`."
 
-# %% ../nbs/05c_trainer.ipynb #b161fd4f
+# %% ../nbs/05c_trainer.ipynb #a6bc82cd
 class TrackerLogger(TrainerCallback):
     "Log each epoch's scalar statistics to the accelerate trackers (none unless `log_with` is set)."
     def on_epoch_end(self, trainer, result):
@@ -83,7 +83,7 @@ class DebugHook(TrainerCallback):
     def on_epoch_begin(self, trainer, epoch, noise_strength):
         if trainer.accelerator.is_main_process: self.hook(trainer.sd_pipeline, noise_strength, trainer.global_step)
 
-# %% ../nbs/05c_trainer.ipynb #69064c4a
+# %% ../nbs/05c_trainer.ipynb #8ef074d0
 _SEED_NOISE_STRENGTH = 0.2  # the original imageddpo's default, kept for its users (who pass TRL's DDPOConfig)
 
 def _seed_for(*parts:int) -> int:
@@ -107,7 +107,7 @@ def _check_output_dir(output_dir:str):
         probe.write_text(""); probe.unlink()
     except OSError as e: raise PermissionError(f"output_dir={output_dir!r} is not writable: {e}") from e
 
-# %% ../nbs/05c_trainer.ipynb #ddfb45f4
+# %% ../nbs/05c_trainer.ipynb #b3c5fcc4
 class ImageDDPOTrainer:
     "Image-to-image DDPO: sample from `prompt_function`, score with `reward_function`, PPO on the denoising steps."
     def __init__(self,
@@ -158,7 +158,7 @@ class ImageDDPOTrainer:
         self._pool = ThreadPoolExecutor(c.max_workers) if c.async_reward_computation else None
         if resume is not None: self.load_checkpoint(resume)
 
-# %% ../nbs/05c_trainer.ipynb #4b47a99f
+# %% ../nbs/05c_trainer.ipynb #f4dabdd4
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 def _loggable(c:ImageDDPOConfig) -> dict:
@@ -187,7 +187,7 @@ def _make_optimizer(self:ImageDDPOTrainer, params) -> torch.optim.Optimizer:
     return cls(params, lr=c.train_learning_rate, betas=(c.train_adam_beta1, c.train_adam_beta2),
                weight_decay=c.train_adam_weight_decay, eps=c.train_adam_epsilon)
 
-# %% ../nbs/05c_trainer.ipynb #2055f462
+# %% ../nbs/05c_trainer.ipynb #d52ba7bb
 @patch
 def step(self:ImageDDPOTrainer, epoch:int, global_step:int) -> int:
     "One DDPO epoch: sample, reward, advantages, `train_num_inner_epochs` PPO passes, callbacks, checkpoint."
@@ -218,7 +218,7 @@ def train(self:ImageDDPOTrainer, epochs:int|None=None):
         global_step = self.step(epoch, global_step)
     for cb in self.callbacks: cb.on_train_end(self)
 
-# %% ../nbs/05c_trainer.ipynb #ca41d7b5
+# %% ../nbs/05c_trainer.ipynb #4d51c3ad
 @patch
 def _draw_inputs(self:ImageDDPOTrainer, n:int):
     "n validated `(prompt, image, metadata)` triples from `prompt_function`, images as one batch."
@@ -270,7 +270,7 @@ def _done(value) -> Future:
     "A finished future holding `value` (the synchronous path looks like the asynchronous one)."
     f = Future(); f.set_result(value); return f
 
-# %% ../nbs/05c_trainer.ipynb #cd3ad7d3
+# %% ../nbs/05c_trainer.ipynb #826762b6
 def cat_rollouts(outs:list[RolloutOutput]) -> RolloutOutput:
     "Concatenate rollouts of one policy setting along the batch."
     shapes = {tuple(o.latents.shape[1:]) for o in outs}
@@ -283,7 +283,7 @@ def cat_rollouts(outs:list[RolloutOutput]) -> RolloutOutput:
     scalars = {f.name: getattr(outs[0], f.name) for f in dataclasses.fields(RolloutOutput) if f.name not in tensors and f.name != "prompts"}
     return RolloutOutput(**tensors, **scalars, prompts=[p for o in outs for p in o.prompts])
 
-# %% ../nbs/05c_trainer.ipynb #85d3b240
+# %% ../nbs/05c_trainer.ipynb #9a543f6c
 @patch
 def compute_advantages(self:ImageDDPOTrainer, samples:RolloutOutput, rewards:torch.Tensor):
     "This process's advantages [n] and every process's rewards, normalised over all processes."
@@ -297,7 +297,7 @@ def compute_advantages(self:ImageDDPOTrainer, samples:RolloutOutput, rewards:tor
     n = len(rewards)
     return advantages[acc.process_index * n:(acc.process_index + 1) * n], all_rewards
 
-# %% ../nbs/05c_trainer.ipynb #8d885d8c
+# %% ../nbs/05c_trainer.ipynb #904a9810
 @patch
 def compute_loss(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:torch.Tensor,
                  rows:torch.Tensor, steps:torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -332,7 +332,7 @@ def _reference_mean(self:ImageDDPOTrainer, x_t, t, cond, eta, x_next) -> torch.T
             finally: pipe.unet.enable_adapters()
     return ddim_step_with_logprob(pipe.scheduler, noise_pred, t, x_t, eta=eta, prev_sample=x_next).mean
 
-# %% ../nbs/05c_trainer.ipynb #e2c45529
+# %% ../nbs/05c_trainer.ipynb #3a37c9c9
 @patch
 def train_on_samples(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:torch.Tensor, epoch:int, inner:int,
                      global_step:int, log:dict|None=None) -> int:
@@ -377,7 +377,7 @@ def _optimizer_step(self:ImageDDPOTrainer, epoch:int, finite_loss:torch.Tensor) 
     if acc.optimizer_step_was_skipped: self.nonfinite_skipped += 1; return 0
     return 1
 
-# %% ../nbs/05c_trainer.ipynb #9a7727dd
+# %% ../nbs/05c_trainer.ipynb #4640fe44
 @patch
 def _epoch_stats(self:ImageDDPOTrainer, epoch, strength, all_rewards, losses, timer) -> dict:
     "Scalars for trackers and callbacks; also appended to `self.history`."
@@ -389,7 +389,7 @@ def _epoch_stats(self:ImageDDPOTrainer, epoch, strength, all_rewards, losses, ti
     self.history.append(stats)
     return stats
 
-# %% ../nbs/05c_trainer.ipynb #afdf0d83
+# %% ../nbs/05c_trainer.ipynb #dec08df2
 @patch
 def _trainable_state(self:ImageDDPOTrainer) -> dict[str, torch.Tensor]:
     "The trainable parameters of the (unwrapped) UNet, by name."
