@@ -20,7 +20,7 @@ __all__ = ['tiny_pipeline', 'pocket_pipeline', 'pocket_classifier', 'pocket_rewa
            'ddim_step_with_logprob', 'DDPOStepOutput', 'I2IDDPOStableDiffusionPipeline', 'RolloutOutput',
            'ImageDDPOConfig', 'ImageDDPOTrainer', 'TrainerCallback', 'EpochResult']
 
-# %% ../nbs/index.ipynb #471ddff9
+# %% ../nbs/index.ipynb #1616cd4b
 __version__ = "0.2.0"
 
 from .pocket import pocket_pipeline, tiny_pipeline
