@@ -8,7 +8,7 @@ Docs: https://hectorastrom.github.io/imageddpo/builtin_rewards.html.md"""
 __all__ = ['jpeg_size_kb', 'jpeg_compressibility', 'jpeg_incompressibility', 'psnr', 'ssim', 'fidelity_reward',
            'classifier_confidence', 'weighted_sum']
 
-# %% ../nbs/03b_builtin_rewards.ipynb #450020a5
+# %% ../nbs/03b_builtin_rewards.ipynb #d9396111
 import io
 
 import numpy as np
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .rewards import compute_rewards, wants_input_images
 
-# %% ../nbs/03b_builtin_rewards.ipynb #d59d7438
+# %% ../nbs/03b_builtin_rewards.ipynb #86b43a02
 def jpeg_size_kb(images:torch.Tensor, quality:int=95) -> torch.Tensor:
     "The JPEG-encoded size of each image ([B, 3, H, W] in [0, 1]) in kB, at `quality`."
     pixels = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
@@ -28,23 +28,23 @@ def jpeg_size_kb(images:torch.Tensor, quality:int=95) -> torch.Tensor:
         sizes.append(buffer.tell() / 1000)
     return torch.tensor(sizes, dtype=torch.float32)
 
-def jpeg_compressibility(quality:int=95): # JPEG quality used to measure size
-    "A reward function: minus the JPEG size in kB (smaller files score higher)."
+def _jpeg_reward(quality:int, sign:float):
+    "A reward function: `sign` x the JPEG size in kB."
     if not 1 <= quality <= 100: raise ValueError(f"quality must be in [1, 100], got {quality}")
     def reward_function(images, prompts, metadata):
         size = jpeg_size_kb(images, quality)
-        return -size, {"jpeg_kb": size.mean().item()}
+        return sign * size, {"jpeg_kb": size.mean().item()}
     return reward_function
+
+def jpeg_compressibility(quality:int=95): # JPEG quality used to measure size
+    "A reward function: minus the JPEG size in kB (smaller files score higher)."
+    return _jpeg_reward(quality, -1.0)
 
 def jpeg_incompressibility(quality:int=95): # JPEG quality used to measure size
     "A reward function: the JPEG size in kB (larger files score higher)."
-    if not 1 <= quality <= 100: raise ValueError(f"quality must be in [1, 100], got {quality}")
-    def reward_function(images, prompts, metadata):
-        size = jpeg_size_kb(images, quality)
-        return size, {"jpeg_kb": size.mean().item()}
-    return reward_function
+    return _jpeg_reward(quality, 1.0)
 
-# %% ../nbs/03b_builtin_rewards.ipynb #56dac311
+# %% ../nbs/03b_builtin_rewards.ipynb #a31cb727
 def _references(images, metadata, input_images, reference_key):
     "The reference images for fidelity rewards: the inputs, or `metadata[i][reference_key]`."
     if reference_key is None:
@@ -89,7 +89,7 @@ def fidelity_reward(metric:str="psnr",        # "psnr" (dB) or "ssim" (at most 1
         return scores, {metric: scores.mean().item()}
     return reward_function
 
-# %% ../nbs/03b_builtin_rewards.ipynb #e5090182
+# %% ../nbs/03b_builtin_rewards.ipynb #8801f34d
 def classifier_confidence(model:torch.nn.Module,   # images -> logits [B, classes] (or an output with .logits)
                           preprocess=None,         # images [B, 3, H, W] in [0, 1] -> the model's input
                           label_key:str="label",   # metadata key holding each sample's target class index
@@ -111,7 +111,7 @@ def classifier_confidence(model:torch.nn.Module,   # images -> logits [B, classe
         return (scores if log else scores.exp()).cpu(), {"accuracy": (logits.argmax(1) == labels).float().mean().item()}
     return reward_function
 
-# %% ../nbs/03b_builtin_rewards.ipynb #505d7c8a
+# %% ../nbs/03b_builtin_rewards.ipynb #d2f0566a
 def weighted_sum(parts:dict): # name -> (reward_function, weight)
     "A reward function: the weighted sum of other reward functions; each part's mean is reported under its name."
     if not parts: raise ValueError("parts: give at least one (reward_function, weight)")

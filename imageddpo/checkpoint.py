@@ -9,7 +9,7 @@ __all__ = ['CHECKPOINT_RE', 'MANIFEST', 'CheckpointError', 'partial_dir', 'begin
            'list_checkpoints', 'latest_checkpoint', 'checkpoint_epoch', 'verify_checkpoint', 'resolve_resume',
            'prune_checkpoints', 'rng_state', 'set_rng_state', 'save_tensors', 'load_tensors', 'load_state']
 
-# %% ../nbs/05b_checkpoints.ipynb #3d6a17a8
+# %% ../nbs/05b_checkpoints.ipynb #fc50009c
 import hashlib, json, os, random, re, shutil
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-# %% ../nbs/05b_checkpoints.ipynb #5089253f
+# %% ../nbs/05b_checkpoints.ipynb #eae02f8f
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 MANIFEST = "manifest.json"
 
@@ -35,7 +35,7 @@ def _fsync_dir(path:Path):
     try: os.fsync(fd)
     finally: os.close(fd)
 
-# %% ../nbs/05b_checkpoints.ipynb #a208ecce
+# %% ../nbs/05b_checkpoints.ipynb #330cf683
 def partial_dir(directory:Path) -> Path:
     "Where `directory` is assembled before it is sealed."
     directory = Path(directory)
@@ -67,7 +67,7 @@ def seal_checkpoint(directory:str|Path) -> Path:
     _fsync_dir(directory.parent)
     return directory
 
-# %% ../nbs/05b_checkpoints.ipynb #4dc261ac
+# %% ../nbs/05b_checkpoints.ipynb #e72acd9c
 def list_checkpoints(output_dir:str|Path) -> list[Path]:
     "Sealed checkpoints under `output_dir/checkpoints`, oldest first."
     root = Path(output_dir)/"checkpoints"
@@ -115,7 +115,7 @@ def prune_checkpoints(output_dir:str|Path, keep:int):
     root = Path(output_dir)/"checkpoints"
     for stale in root.glob(".checkpoint-*.partial"): shutil.rmtree(stale, ignore_errors=True)
 
-# %% ../nbs/05b_checkpoints.ipynb #6e8d40d8
+# %% ../nbs/05b_checkpoints.ipynb #8d8e3136
 def rng_state() -> dict:
     "This process's global RNG states (random, numpy, torch, cuda) as JSON-able data."
     version, internal, gauss = random.getstate()
@@ -135,7 +135,7 @@ def set_rng_state(state:dict):
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
 
-# %% ../nbs/05b_checkpoints.ipynb #0e0a9bf6
+# %% ../nbs/05b_checkpoints.ipynb #b951afa5
 def save_tensors(path:Path, tensors:dict[str, torch.Tensor]):
     "Tensors to a safetensors file (made contiguous, on the CPU)."
     save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(path))

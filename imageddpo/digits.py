@@ -8,7 +8,7 @@ Docs: https://hectorastrom.github.io/imageddpo/digits.html.md"""
 __all__ = ['HELDOUT_SIZE', 'digits_dataset', 'DigitClassifier', 'pocket_assets', 'pocket_classifier', 'classifier_accuracy',
            'pocket_reward', 'gaussian_blur', 'corrupt', 'pocket_prompt_function']
 
-# %% ../nbs/00b_digits.ipynb #091ee1fe
+# %% ../nbs/00b_digits.ipynb #25533986
 import math
 from importlib.resources import files
 
@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-# %% ../nbs/00b_digits.ipynb #9e54cf62
+# %% ../nbs/00b_digits.ipynb #a10a1b81
 HELDOUT_SIZE = 297
 
 def digits_dataset(split:str="train", # "train" (1,500 images) or "heldout" (297)
@@ -35,7 +35,7 @@ def digits_dataset(split:str="train", # "train" (1,500 images) or "heldout" (297
     keep = order[:HELDOUT_SIZE] if split == "heldout" else order[HELDOUT_SIZE:]
     return images[keep], labels[keep]
 
-# %% ../nbs/00b_digits.ipynb #39de9006
+# %% ../nbs/00b_digits.ipynb #708467d2
 class DigitClassifier(nn.Module):
     "The pocket classifier: three conv-BN-ReLU blocks, global average pooling and a linear layer over 10 digits."
     def __init__(self):
@@ -58,29 +58,20 @@ def pocket_classifier(device="cpu") -> DigitClassifier:
     model.load_state_dict(load_file(str(pocket_assets() / "digit_classifier.safetensors")))
     return model.eval().requires_grad_(False).to(device)
 
-# %% ../nbs/00b_digits.ipynb #e53f8d8b
+# %% ../nbs/00b_digits.ipynb #7ce97650
 @torch.no_grad()
 def classifier_accuracy(images:torch.Tensor, labels:torch.Tensor, classifier:DigitClassifier|None=None) -> float:
     "Fraction of `images` ([B, 3, H, W] in [0, 1]) that `classifier` (default: the shipped one) labels correctly."
     classifier = classifier or pocket_classifier()
     return (classifier(images.float()).argmax(1).cpu() == labels.cpu()).float().mean().item()
 
-# %% ../nbs/00b_digits.ipynb #0faf32cd
+# %% ../nbs/00b_digits.ipynb #bd9e8909
 def pocket_reward(classifier:DigitClassifier|None=None): # defaults to the shipped one
     "A reward function: log p(true label | output image) under the pocket classifier; accuracy in the metadata."
-    classifier = classifier or pocket_classifier()
-    @torch.no_grad()
-    def reward_function(images:torch.Tensor, prompts, metadata) -> tuple[torch.Tensor, dict]:
-        missing = [i for i, m in enumerate(metadata) if "label" not in m]
-        if missing: raise ValueError(f"metadata[{missing[0]}]: the pocket reward needs a 'label' for every sample")
-        device = next(classifier.parameters()).device
-        labels = torch.tensor([int(m["label"]) for m in metadata], device=device)
-        logits = classifier(images.to(device).float())
-        rewards = logits.log_softmax(-1).gather(1, labels[:, None]).squeeze(1)
-        return rewards.cpu(), {"accuracy": (logits.argmax(1) == labels).float().mean().item()}
-    return reward_function
+    from imageddpo.builtin_rewards import classifier_confidence  # the generic classifier reward (chapter 03b)
+    return classifier_confidence(classifier or pocket_classifier())
 
-# %% ../nbs/00b_digits.ipynb #0cae320e
+# %% ../nbs/00b_digits.ipynb #9d878d81
 def gaussian_blur(images:torch.Tensor, sigma:float) -> torch.Tensor:
     "Separable Gaussian blur of [B, C, H, W] images, reflect-padded."
     if sigma <= 0: return images
@@ -109,7 +100,7 @@ def corrupt(images:torch.Tensor, # [B, 3, H, W] in [0, 1]
         out.append((x + 0.12 * severity * torch.randn(x.shape, generator=g)).clamp(0, 1))
     return torch.stack(out)
 
-# %% ../nbs/00b_digits.ipynb #64624562
+# %% ../nbs/00b_digits.ipynb #ad03de98
 def pocket_prompt_function(split:str="heldout", # which digits to corrupt
                            severity:float=1.0,  # see `corrupt`
                            prompt:str="",       # the text conditioning for every sample

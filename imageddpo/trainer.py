@@ -7,13 +7,12 @@ Docs: https://hectorastrom.github.io/imageddpo/trainer.html.md"""
 # %% auto #0
 __all__ = ['EpochResult', 'TrainerCallback', 'TrackerLogger', 'ImageSamplesHook', 'DebugHook', 'ImageDDPOTrainer', 'cat_rollouts']
 
-# %% ../nbs/05c_trainer.ipynb #4cf4b3d1
-import dataclasses, os, time
+# %% ../nbs/05c_trainer.ipynb #f90d1096
+import copy, dataclasses, json, os, time
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
-import json, copy
 
 import numpy as np
 import torch
@@ -32,7 +31,7 @@ from .ppo import gaussian_kl_same_std, ppo_clip_loss
 from .rewards import compute_rewards
 from .scheduler import ddim_step_with_logprob
 
-# %% ../nbs/05c_trainer.ipynb #b9db1395
+# %% ../nbs/05c_trainer.ipynb #7ee08af6
 @dataclasses.dataclass
 class EpochResult:
     "What one epoch produced, for callbacks: this process's samples and everyone's rewards."
@@ -58,7 +57,7 @@ class TrainerCallback:
     def on_train_end(self, trainer):
         "After the last epoch of `train()`."
 
-# %% ../nbs/05c_trainer.ipynb #a6bc82cd
+# %% ../nbs/05c_trainer.ipynb #6f69d368
 class TrackerLogger(TrainerCallback):
     "Log each epoch's scalar statistics to the accelerate trackers (none unless `log_with` is set)."
     def on_epoch_end(self, trainer, result):
@@ -83,7 +82,7 @@ class DebugHook(TrainerCallback):
     def on_epoch_begin(self, trainer, epoch, noise_strength):
         if trainer.accelerator.is_main_process: self.hook(trainer.sd_pipeline, noise_strength, trainer.global_step)
 
-# %% ../nbs/05c_trainer.ipynb #8ef074d0
+# %% ../nbs/05c_trainer.ipynb #d2912382
 _SEED_NOISE_STRENGTH = 0.2  # the original imageddpo's default, kept for its users (who pass TRL's DDPOConfig)
 
 def _seed_for(*parts:int) -> int:
@@ -107,7 +106,7 @@ def _check_output_dir(output_dir:str):
         probe.write_text(""); probe.unlink()
     except OSError as e: raise PermissionError(f"output_dir={output_dir!r} is not writable: {e}") from e
 
-# %% ../nbs/05c_trainer.ipynb #b3c5fcc4
+# %% ../nbs/05c_trainer.ipynb #76747a32
 class ImageDDPOTrainer:
     "Image-to-image DDPO: sample from `prompt_function`, score with `reward_function`, PPO on the denoising steps."
     def __init__(self,
@@ -149,8 +148,8 @@ class ImageDDPOTrainer:
         set_seed(c.seed, device_specific=True)  # global RNGs, for the user's prompt and reward functions
         if c.allow_tf32: torch.backends.cuda.matmul.allow_tf32 = True
         self._place_modules()
-        params = sd_pipeline.trainable_parameters()
-        self.unet, self.optimizer = self.accelerator.prepare(sd_pipeline.unet, self._make_optimizer(params))
+        self._params = sd_pipeline.trainable_parameters()  # what the optimizer updates and clipping sees
+        self.unet, self.optimizer = self.accelerator.prepare(sd_pipeline.unet, self._make_optimizer(self._params))
         self._reference_unet = (copy.deepcopy(sd_pipeline.unet).requires_grad_(False)
                                 if c.kl_coef > 0 and not c.use_lora else None)  # LoRA's reference: adapters off
         self.stat_tracker = PerKeyStatTracker(c.per_prompt_stat_tracking_buffer_size, c.per_prompt_stat_tracking_min_count)
@@ -158,7 +157,7 @@ class ImageDDPOTrainer:
         self._pool = ThreadPoolExecutor(c.max_workers) if c.async_reward_computation else None
         if resume is not None: self.load_checkpoint(resume)
 
-# %% ../nbs/05c_trainer.ipynb #f4dabdd4
+# %% ../nbs/05c_trainer.ipynb #9187a546
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 def _loggable(c:ImageDDPOConfig) -> dict:
@@ -187,7 +186,7 @@ def _make_optimizer(self:ImageDDPOTrainer, params) -> torch.optim.Optimizer:
     return cls(params, lr=c.train_learning_rate, betas=(c.train_adam_beta1, c.train_adam_beta2),
                weight_decay=c.train_adam_weight_decay, eps=c.train_adam_epsilon)
 
-# %% ../nbs/05c_trainer.ipynb #d52ba7bb
+# %% ../nbs/05c_trainer.ipynb #1a9eede1
 @patch
 def step(self:ImageDDPOTrainer, epoch:int, global_step:int) -> int:
     "One DDPO epoch: sample, reward, advantages, `train_num_inner_epochs` PPO passes, callbacks, checkpoint."
@@ -206,6 +205,7 @@ def step(self:ImageDDPOTrainer, epoch:int, global_step:int) -> int:
     stats = self._epoch_stats(epoch, strength, all_rewards, losses, timer)
     result = EpochResult(epoch, global_step, strength, samples, metadata, rewards, reward_metadata, advantages, all_rewards, stats)
     for cb in self.callbacks: cb.on_epoch_end(self, result)
+    self.first_epoch = epoch + 1  # where the next `train()` call (or a checkpoint of this state) continues
     if (epoch + 1) % c.save_freq == 0: self.save_checkpoint(epoch + 1)
     return global_step
 
@@ -218,7 +218,7 @@ def train(self:ImageDDPOTrainer, epochs:int|None=None):
         global_step = self.step(epoch, global_step)
     for cb in self.callbacks: cb.on_train_end(self)
 
-# %% ../nbs/05c_trainer.ipynb #4d51c3ad
+# %% ../nbs/05c_trainer.ipynb #ad8de721
 @patch
 def _draw_inputs(self:ImageDDPOTrainer, n:int):
     "n validated `(prompt, image, metadata)` triples from `prompt_function`, images as one batch."
@@ -270,7 +270,7 @@ def _done(value) -> Future:
     "A finished future holding `value` (the synchronous path looks like the asynchronous one)."
     f = Future(); f.set_result(value); return f
 
-# %% ../nbs/05c_trainer.ipynb #826762b6
+# %% ../nbs/05c_trainer.ipynb #8fe6023d
 def cat_rollouts(outs:list[RolloutOutput]) -> RolloutOutput:
     "Concatenate rollouts of one policy setting along the batch."
     shapes = {tuple(o.latents.shape[1:]) for o in outs}
@@ -283,7 +283,7 @@ def cat_rollouts(outs:list[RolloutOutput]) -> RolloutOutput:
     scalars = {f.name: getattr(outs[0], f.name) for f in dataclasses.fields(RolloutOutput) if f.name not in tensors and f.name != "prompts"}
     return RolloutOutput(**tensors, **scalars, prompts=[p for o in outs for p in o.prompts])
 
-# %% ../nbs/05c_trainer.ipynb #9a543f6c
+# %% ../nbs/05c_trainer.ipynb #9a218b6d
 @patch
 def compute_advantages(self:ImageDDPOTrainer, samples:RolloutOutput, rewards:torch.Tensor):
     "This process's advantages [n] and every process's rewards, normalised over all processes."
@@ -297,7 +297,7 @@ def compute_advantages(self:ImageDDPOTrainer, samples:RolloutOutput, rewards:tor
     n = len(rewards)
     return advantages[acc.process_index * n:(acc.process_index + 1) * n], all_rewards
 
-# %% ../nbs/05c_trainer.ipynb #904a9810
+# %% ../nbs/05c_trainer.ipynb #59238c89
 @patch
 def compute_loss(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:torch.Tensor,
                  rows:torch.Tensor, steps:torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -310,7 +310,7 @@ def compute_loss(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:torch.
     with self.accelerator.autocast():
         noise_pred = pipe.predict_noise(x_t, t, *cond, unet=self.unet)
     step = ddim_step_with_logprob(pipe.scheduler, noise_pred, t, x_t, eta=s.eta, prev_sample=x_next)
-    ppo = ppo_clip_loss(step.log_prob, old_log_probs, advantages[rows].to(step.log_prob.device),
+    ppo = ppo_clip_loss(step.log_prob, old_log_probs, advantages[rows],
                         clip_range=c.train_clip_range, adv_clip_max=c.train_adv_clip_max)
     info = {"loss": ppo.loss.detach(), "approx_kl": ppo.approx_kl.detach(), "clipfrac": ppo.clipfrac.detach(),
             "max_abs_log_ratio": (step.log_prob - old_log_probs).abs().max().detach()}
@@ -332,7 +332,7 @@ def _reference_mean(self:ImageDDPOTrainer, x_t, t, cond, eta, x_next) -> torch.T
             finally: pipe.unet.enable_adapters()
     return ddim_step_with_logprob(pipe.scheduler, noise_pred, t, x_t, eta=eta, prev_sample=x_next).mean
 
-# %% ../nbs/05c_trainer.ipynb #3a37c9c9
+# %% ../nbs/05c_trainer.ipynb #224dd86d
 @patch
 def train_on_samples(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:torch.Tensor, epoch:int, inner:int,
                      global_step:int, log:dict|None=None) -> int:
@@ -344,6 +344,7 @@ def train_on_samples(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:to
     order = torch.randperm(n, generator=g)
     steps = torch.stack([torch.randperm(K, generator=g)[:T] for _ in range(n)])  # each sample its own subset
     self.sd_pipeline.scheduler.set_timesteps(samples.num_inference_steps)
+    advantages = advantages.to(acc.device)  # once, not per micro-step
     minibatches = order.split(c.train_batch_size)
     finite = torch.ones((), dtype=torch.bool, device=acc.device)  # checked once per optimizer step: no per-step sync
     for b, rows in enumerate(minibatches):
@@ -363,7 +364,7 @@ def train_on_samples(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:to
 def _optimizer_step(self:ImageDDPOTrainer, epoch:int, finite_loss:torch.Tensor) -> int:
     "Clip, check, and step; 1 if the weights were updated, 0 if the update was dropped."
     acc, c = self.accelerator, self.config
-    norm = acc.clip_grad_norm_(self.sd_pipeline.trainable_parameters(), c.train_max_grad_norm)
+    norm = acc.clip_grad_norm_(self._params, c.train_max_grad_norm)
     if not (finite_loss & torch.isfinite(norm)).item() and acc.scaler is None:
         if c.on_nonfinite == "raise":
             self.optimizer.zero_grad(set_to_none=True)
@@ -377,7 +378,7 @@ def _optimizer_step(self:ImageDDPOTrainer, epoch:int, finite_loss:torch.Tensor) 
     if acc.optimizer_step_was_skipped: self.nonfinite_skipped += 1; return 0
     return 1
 
-# %% ../nbs/05c_trainer.ipynb #4640fe44
+# %% ../nbs/05c_trainer.ipynb #83fc81d9
 @patch
 def _epoch_stats(self:ImageDDPOTrainer, epoch, strength, all_rewards, losses, timer) -> dict:
     "Scalars for trackers and callbacks; also appended to `self.history`."
@@ -389,7 +390,7 @@ def _epoch_stats(self:ImageDDPOTrainer, epoch, strength, all_rewards, losses, ti
     self.history.append(stats)
     return stats
 
-# %% ../nbs/05c_trainer.ipynb #dec08df2
+# %% ../nbs/05c_trainer.ipynb #b0378bdb
 @patch
 def _trainable_state(self:ImageDDPOTrainer) -> dict[str, torch.Tensor]:
     "The trainable parameters of the (unwrapped) UNet, by name."

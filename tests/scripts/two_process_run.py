@@ -33,9 +33,10 @@ def checked_step(epoch, finite, step=trainer._optimizer_step):  # the weights ri
     after_step.append(sum(v.detach().double().sum().item() for v in trainer._trainable_state().values()))
     return result
 trainer._optimizer_step = checked_step
+first_epoch = trainer.first_epoch
 trainer.train()
 acc = trainer.accelerator
 with open(f"{report}.{acc.process_index}", "w") as f:
-    json.dump({"rank": acc.process_index, "world": acc.num_processes, "first_epoch": trainer.first_epoch,
+    json.dump({"rank": acc.process_index, "world": acc.num_processes, "first_epoch": first_epoch,
                "global_step": trainer.global_step, "num_samples": trainer.history[-1]["num_samples"], "indices": seen, "after_step": after_step,
                "weights": {k: v.detach().double().sum().item() for k, v in trainer._trainable_state().items()}}, f)
