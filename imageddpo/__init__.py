@@ -22,7 +22,7 @@ __all__ = ['tiny_pipeline', 'pocket_pipeline', 'pocket_classifier', 'pocket_rewa
            'ImageDDPOConfig', 'ImageDDPOTrainer', 'TrainerCallback', 'EpochResult', 'jpeg_compressibility',
            'jpeg_incompressibility', 'fidelity_reward', 'classifier_confidence', 'weighted_sum']
 
-# %% ../nbs/index.ipynb #656f90dc
+# %% ../nbs/index.ipynb #af93a3fe
 __version__ = "0.2.0"
 
 from .pocket import pocket_pipeline, tiny_pipeline

@@ -5,8 +5,9 @@
 
 Markdown cells are copied as they are; code cells become ```python blocks followed by their text
 outputs; cells that export code or are marked `#| hide` are left out, and `#|` directive lines dropped.
+Relative image links (`![...](images/x.png)`, relative to nbs/) are rewritten relative to the repository root.
 """
-import json, sys
+import json, re, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +34,7 @@ def render(nb_path: Path = ROOT / "nbs" / "index.ipynb") -> str:
     for cell in json.loads(nb_path.read_text())["cells"]:
         names, body = _split_directives("".join(cell["source"]))
         if names & SKIP or not body: continue
-        if cell["cell_type"] == "markdown": blocks.append(body)
+        if cell["cell_type"] == "markdown": blocks.append(re.sub(r"(!\[[^\]]*\]\()(?![a-z]+://|/)", r"\1nbs/", body))
         elif cell["cell_type"] == "code": blocks += [f"```python\n{body}\n```", *_outputs(cell)]
     return HEADER + "\n" + "\n\n".join(blocks) + "\n"
 

@@ -1,0 +1,100 @@
+"""The `imageddpo` command in a subprocess: `train --config run.yaml` from a folder and from a 🤗 dataset,
+resume, `python -m imageddpo`, and bad run files (exit 2, the key named, nothing written)."""
+import json, os, subprocess, sys
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest, yaml
+
+ENV = {**os.environ, "ACCELERATE_USE_CPU": "true", "TOKENIZERS_PARALLELISM": "false"}
+
+def imageddpo(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "imageddpo", *args], capture_output=True, text=True, env=ENV, cwd=cwd,
+                          timeout=600)
+
+def image_folder(path: Path, n=3) -> Path:
+    path.mkdir(parents=True)
+    for i in range(n):
+        pixels = (np.random.default_rng(i).random((24 + 8 * i, 32, 3)) * 255).astype(np.uint8)
+        PIL.Image.fromarray(pixels).save(path / f"img_{i}.png")
+    return path
+
+def run_file(tmp_path, images_dir, **changes) -> Path:
+    run = dict(model="tiny", images=images_dir, image_size=32, prompt="a photo of {stem}", reward="jpeg_compressibility",
+               config=dict(mixed_precision="no", sample_num_steps=4, noise_strength=0.5, sample_guidance_scale=1.0,
+                           sample_batch_size=2, sample_num_batches_per_epoch=1, train_batch_size=2, num_epochs=1,
+                           output_dir=str(tmp_path / "run")))
+    for key, value in changes.items():
+        if key.startswith("config."): run["config"][key[7:]] = value
+        else: run[key] = value
+    path = tmp_path / "run.yaml"; path.write_text(yaml.safe_dump(run)); return path
+
+def test_train_from_a_folder_then_resume(tmp_path):
+    config = run_file(tmp_path, str(image_folder(tmp_path / "images")))
+    first = imageddpo("train", "--config", str(config))
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "run" / "final" / "pytorch_lora_weights.safetensors").exists()
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint-1").is_dir()
+    second = imageddpo("train", "--config", str(config), "--resume-from", "latest", "--num_epochs", "2")
+    assert second.returncode == 0, second.stderr
+    state = json.loads((tmp_path / "run" / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert len(state["history"]) == 2, "the resumed run continues the first one's history"
+
+def test_train_from_a_saved_dataset(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    rng = np.random.default_rng(0)
+    images = [PIL.Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)) for _ in range(4)]
+    ds = datasets.Dataset.from_dict({"image": images, "label": ["cat", "dog", "cat", "owl"]})
+    ds = ds.cast_column("image", datasets.Image())
+    ds.save_to_disk(str(tmp_path / "ds"))
+    config = run_file(tmp_path, {"dataset": str(tmp_path / "ds"), "column": "image"}, prompt="a photo of a {label}")
+    done = imageddpo("train", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "run" / "final" / "pytorch_lora_weights.safetensors").exists()
+
+@pytest.mark.parametrize("changes, message", [
+    ({"rewards": "jpeg_compressibility"}, "unknown key 'rewards'; did you mean 'reward'"),
+    ({"config.sample_batchsize": 2}, "config: unknown key 'sample_batchsize'; did you mean 'sample_batch_size'"),
+    ({"config.train_learning_rate": -1.0}, "train_learning_rate"),
+    ({"reward": "jpeg_compresibility"}, "reward: unknown key 'jpeg_compresibility'; did you mean 'jpeg_compressibility'"),
+    ({"reward": "no_such_package.rewards:score"}, "reward: cannot import 'no_such_package.rewards:score'"),
+    ({"image_size": 30}, "image_size: must be a positive multiple of 8"),
+    ({"prompt": "a photo of {label}"}, "prompt: the template uses ['label']"),
+    ({"images": "no/such/folder"}, "images: 'no/such/folder' is not a folder"),
+])
+def test_bad_run_files_exit_2_naming_the_key(tmp_path, changes, message):
+    config = run_file(tmp_path, str(image_folder(tmp_path / "images")), **changes)
+    done = imageddpo("train", "--config", str(config))
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "run").exists(), "a rejected run file must not write anything"
+
+def test_missing_config_and_unknown_command(tmp_path):
+    done = imageddpo("train")
+    assert done.returncode == 2 and "--config: give the run file" in done.stderr
+    done = imageddpo("train", "--config", str(tmp_path / "nope.yaml"))
+    assert done.returncode == 2 and "--config: no such file" in done.stderr
+    assert imageddpo("sing").returncode == 2
+
+def test_reward_from_user_code(tmp_path):
+    (tmp_path / "my_rewards.py").write_text(
+        "def darkness(images, prompts, metadata):\n    return 1 - images.mean(dim=(1, 2, 3))\n")
+    config = run_file(tmp_path, str(image_folder(tmp_path / "images")), reward="my_rewards:darkness")
+    done = imageddpo("train", "--config", str(config), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+
+def test_demo_command_one_epoch(tmp_path):
+    done = imageddpo("demo", "--epochs", "1", "--device", "cpu", "--output-dir", str(tmp_path / "demo"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "held-out accuracy" in done.stdout and str(tmp_path / "demo" / "before_after.png") in done.stdout
+    assert {"before_after.png", "reward_curve.png", "lora", "metrics.json"} <= {p.name for p in (tmp_path / "demo").iterdir()}
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "0"], "epochs must be an integer >= 1"),
+    (["--epochs", "two"], "invalid int value: 'two'"),
+    (["--device", "tpu"], "device must be 'auto', 'cpu' or 'cuda'"),
+])
+def test_demo_bad_arguments(tmp_path, args, message):
+    done = imageddpo("demo", *args, "--output-dir", str(tmp_path / "demo"))
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "demo").exists()
