@@ -8,13 +8,14 @@ Docs: https://hectorastrom.github.io/imageddpo/demo.html.md"""
 __all__ = ['DEMO_CONFIG', 'demo_inputs', 'demo_prompt_function', 'evaluate', 'save_grid', 'save_reward_curve', 'demo',
            'evaluate_inputs']
 
-# %% ../nbs/06c_demo.ipynb #4a2bd480
+# %% ../nbs/06c_demo.ipynb #0daebdc3
 import json, os, time
 from pathlib import Path
 
 import torch
 
 from .config import ImageDDPOConfig
+from .dashboard import TrainingDashboard
 from .digits import HELDOUT_SIZE, corrupt, digits_dataset, pocket_classifier, pocket_reward
 from .pipeline import I2IDDPOStableDiffusionPipeline
 from .pocket import pocket_pipeline
@@ -22,7 +23,7 @@ from .pocket_training import digit_prompt
 from .run_config import ProgressBar
 from .trainer import ImageDDPOTrainer
 
-# %% ../nbs/06c_demo.ipynb #e94a5069
+# %% ../nbs/06c_demo.ipynb #33de051f
 DEMO_CONFIG = dict(  # chosen on a validation split of the *training* digits (see below), never on the held-out ones
     mixed_precision="no", sample_num_steps=10, noise_strength=0.6, sample_eta=1.0, sample_guidance_scale=1.0,
     sample_batch_size=32, sample_num_batches_per_epoch=2, train_batch_size=16, train_gradient_accumulation_steps=4,
@@ -40,7 +41,7 @@ def demo_prompt_function(corrupted, clean, labels):
         return digit_prompt(int(labels[i])), corrupted[i], {"label": int(labels[i]), "index": i}
     return prompt_function
 
-# %% ../nbs/06c_demo.ipynb #cc92cef6
+# %% ../nbs/06c_demo.ipynb #33eb47b8
 @torch.no_grad()
 def evaluate(policy:I2IDDPOStableDiffusionPipeline, corrupted, labels, config:ImageDDPOConfig,
              seed:int=1234, batch:int=128) -> dict:
@@ -60,7 +61,7 @@ def evaluate(policy:I2IDDPOStableDiffusionPipeline, corrupted, labels, config:Im
     return dict(reward_mean=rewards.mean().item(), accuracy=correct.float().mean().item(), rewards=rewards,
                 correct=correct, images=images)
 
-# %% ../nbs/06c_demo.ipynb #d16dccb5
+# %% ../nbs/06c_demo.ipynb #54fb2ace
 def save_grid(rows:dict, # title -> images [n, 3, H, W] in [0, 1]
               path, scores:dict|None=None): # title -> scores [n] written under each image
     "A grid PNG: one row per entry of `rows`, one column per image."
@@ -89,7 +90,7 @@ def save_reward_curve(history:list, path, title:str="training reward"):
     fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
     return Path(path)
 
-# %% ../nbs/06c_demo.ipynb #c43694b6
+# %% ../nbs/06c_demo.ipynb #99933d39
 def _check_demo_args(epochs, device, output_dir) -> str:
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1: raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
     if device not in ("auto", "cpu", "cuda"): raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
@@ -101,7 +102,7 @@ def _check_demo_args(epochs, device, output_dir) -> str:
 
 def demo(epochs:int=DEMO_CONFIG["num_epochs"], # training epochs of 64 samples each
          output_dir:str="imageddpo-demo",     # where the pictures, weights and metrics go (must be new or empty)
-         seed:int=0,                           # seeds sampling, input draws and training
+         seed:int=0,                           # seeds the LoRA initialisation, sampling, input draws and training
          device:str="auto",                    # "cpu", "cuda" or "auto" (CUDA when available)
          progress:bool=True,                   # show a tqdm bar over epochs
         ) -> dict:
@@ -111,9 +112,13 @@ def demo(epochs:int=DEMO_CONFIG["num_epochs"], # training epochs of 64 samples e
     train_inputs, heldout = demo_inputs("train", seed=0), demo_inputs("heldout", seed=1)
     config = ImageDDPOConfig(**{**DEMO_CONFIG, "num_epochs": epochs}, seed=seed, output_dir=str(out),
                              accelerator_kwargs={"cpu": device == "cpu"})
-    trainer = ImageDDPOTrainer(config, pocket_reward(), demo_prompt_function(*train_inputs),
-                               I2IDDPOStableDiffusionPipeline(pocket_pipeline()),
-                               callbacks=[ProgressBar(desc="imageddpo demo")] if progress else [])
+    val = torch.arange(4) * (HELDOUT_SIZE // 4)  # the dashboard's panels, as PNG files in out/dashboard (chapter 06)
+    dashboard = TrainingDashboard(heldout[0][val], [digit_prompt(int(heldout[2][i])) for i in val],
+                                  [{"label": int(heldout[2][i])} for i in val], every=10, mode="static", output_dir=out / "dashboard")
+    torch.manual_seed(seed)  # the LoRA's random initialisation (the trainer seeds everything after it)
+    policy = I2IDDPOStableDiffusionPipeline(pocket_pipeline())
+    trainer = ImageDDPOTrainer(config, pocket_reward(), demo_prompt_function(*train_inputs), policy,
+                               callbacks=[dashboard, *([ProgressBar(desc="imageddpo demo")] if progress else [])])
     before = evaluate(trainer.sd_pipeline, heldout[0], heldout[2], config)
     trainer.train()
     after = evaluate(trainer.sd_pipeline, heldout[0], heldout[2], config)
@@ -127,9 +132,10 @@ def demo(epochs:int=DEMO_CONFIG["num_epochs"], # training epochs of 64 samples e
                    heldout_accuracy_before=before["accuracy"], heldout_accuracy_after=after["accuracy"],
                    corrupted_input_accuracy=evaluate_inputs(heldout[0], heldout[2], device),
                    epochs=epochs, samples_per_epoch=config.sample_batch_size * config.sample_num_batches_per_epoch,
-                   seed=seed, device=device, wall_seconds=time.perf_counter() - start,
+                   seed=seed, device=device, wall_seconds=time.perf_counter() - start, dashboard_seconds=dashboard.overhead_s,
                    training_reward=[h["reward_mean"] for h in trainer.history],
                    files={"grid": str(out / "before_after.png"), "reward_curve": str(out / "reward_curve.png"),
+                          "dashboard": str(out / "dashboard"),
                           "lora": str(out / "lora"), "metrics": str(out / "metrics.json")})
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics
