@@ -7,7 +7,7 @@ Docs: https://hectorastrom.github.io/imageddpo/cli.html.md"""
 # %% auto #0
 __all__ = ['smoke', 'demo_command', 'train_command', 'command_parser', 'main']
 
-# %% ../nbs/07_cli.ipynb #b363f9cb
+# %% ../nbs/07_cli.ipynb #f7a062ac
 import argparse, inspect, time
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from .pipeline import I2IDDPOStableDiffusionPipeline
 from .pocket import tiny_pipeline
 from .run_config import train_from_run_config
 
-# %% ../nbs/07_cli.ipynb #1d862944
+# %% ../nbs/07_cli.ipynb #552804b7
 def smoke(steps:int=10, # N, the length of the DDIM schedule
           noise_strength:float=0.5, # fraction of the schedule re-run from the noised input
           batch:int=2,  # images rolled out at once
@@ -41,7 +41,7 @@ def smoke(steps:int=10, # N, the length of the DDIM schedule
     return dict(executed_steps=out.timesteps.shape[1], batch=batch, rollout_seconds=rollout_s,
                 mean_log_prob=out.log_probs.mean().item(), replay_max_abs_error=error, ok=error <= 1e-5)
 
-# %% ../nbs/07_cli.ipynb #4551e0cd
+# %% ../nbs/07_cli.ipynb #5c00d2f4
 def _quiet_library_logs():
     "The commands show their own progress bar: silence diffusers' and transformers' loading bars and info logs."
     import diffusers, transformers
@@ -61,7 +61,7 @@ def demo_command(epochs:int=DEMO_CONFIG["num_epochs"], # training epochs of 64 s
                                  f" (corrupted inputs: {m['corrupted_input_accuracy']:.1%})",
             "wall time": f"{m['wall_seconds']:.0f} s", **m["files"]}
 
-# %% ../nbs/07_cli.ipynb #bb155b78
+# %% ../nbs/07_cli.ipynb #cba8a04b
 def train_command(config:str=None,        # the run file (YAML); required
                   output_dir:str=None,     # overrides config.output_dir
                   resume_from:str=None,    # a checkpoint folder or "latest"; overrides config.resume_from
@@ -75,7 +75,7 @@ def train_command(config:str=None,        # the run file (YAML); required
     return {"epochs": len(trainer.history), "last reward_mean": last.get("reward_mean", float("nan")),
             "weights": str(Path(trainer.config.output_dir) / "final")}
 
-# %% ../nbs/07_cli.ipynb #3c98374d
+# %% ../nbs/07_cli.ipynb #277aa149
 _COMMANDS = {"smoke": smoke, "demo": demo_command, "train": train_command}
 
 def command_parser(fn) -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ Docs: https://hectorastrom.github.io/imageddpo/demo.html.md"""
 __all__ = ['DEMO_CONFIG', 'demo_inputs', 'demo_prompt_function', 'evaluate', 'save_grid', 'save_reward_curve', 'demo',
            'evaluate_inputs']
 
-# %% ../nbs/06c_demo.ipynb #0daebdc3
+# %% ../nbs/06c_demo.ipynb #ba4794c1
 import json, os, time
 from pathlib import Path
 
@@ -23,11 +23,11 @@ from .pocket_training import digit_prompt
 from .run_config import ProgressBar
 from .trainer import ImageDDPOTrainer
 
-# %% ../nbs/06c_demo.ipynb #33de051f
+# %% ../nbs/06c_demo.ipynb #d20e39be
 DEMO_CONFIG = dict(  # chosen on a validation split of the *training* digits (see below), never on the held-out ones
     mixed_precision="no", sample_num_steps=10, noise_strength=0.6, sample_eta=1.0, sample_guidance_scale=1.0,
     sample_batch_size=32, sample_num_batches_per_epoch=2, train_batch_size=16, train_gradient_accumulation_steps=4,
-    train_learning_rate=3e-3, train_clip_range=1e-4, save_freq=50, num_checkpoint_limit=1, num_epochs=150)
+    train_learning_rate=2e-3, train_clip_range=1e-4, save_freq=50, num_checkpoint_limit=1, num_epochs=180)
 
 def demo_inputs(split:str, seed:int):
     "Corrupted digits of `split`, their clean originals and labels."
@@ -41,7 +41,7 @@ def demo_prompt_function(corrupted, clean, labels):
         return digit_prompt(int(labels[i])), corrupted[i], {"label": int(labels[i]), "index": i}
     return prompt_function
 
-# %% ../nbs/06c_demo.ipynb #33eb47b8
+# %% ../nbs/06c_demo.ipynb #192fce83
 @torch.no_grad()
 def evaluate(policy:I2IDDPOStableDiffusionPipeline, corrupted, labels, config:ImageDDPOConfig,
              seed:int=1234, batch:int=128) -> dict:
@@ -61,7 +61,7 @@ def evaluate(policy:I2IDDPOStableDiffusionPipeline, corrupted, labels, config:Im
     return dict(reward_mean=rewards.mean().item(), accuracy=correct.float().mean().item(), rewards=rewards,
                 correct=correct, images=images)
 
-# %% ../nbs/06c_demo.ipynb #54fb2ace
+# %% ../nbs/06c_demo.ipynb #7a08366a
 def save_grid(rows:dict, # title -> images [n, 3, H, W] in [0, 1]
               path, scores:dict|None=None): # title -> scores [n] written under each image
     "A grid PNG: one row per entry of `rows`, one column per image."
@@ -90,7 +90,7 @@ def save_reward_curve(history:list, path, title:str="training reward"):
     fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
     return Path(path)
 
-# %% ../nbs/06c_demo.ipynb #99933d39
+# %% ../nbs/06c_demo.ipynb #60a537f4
 def _check_demo_args(epochs, device, output_dir) -> str:
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1: raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
     if device not in ("auto", "cpu", "cuda"): raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
