@@ -8,7 +8,7 @@ Docs: https://hectorastrom.github.io/imageddpo/dashboard.html.md"""
 __all__ = ['PANELS', 'figure_png', 'trajectory_png', 'noise_strength_png', 'reward_histograms', 'rewards_png', 'validation_png',
            'in_widget_frontend', 'TrainingDashboard']
 
-# %% ../nbs/06_dashboard.ipynb #ba14eaeb
+# %% ../nbs/06_dashboard.ipynb #39b3e6dc
 import io, sys, time
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from .pipeline import to_image_batch
 from .rewards import compute_rewards
 from .trainer import TrainerCallback
 
-# %% ../nbs/06_dashboard.ipynb #c2a49130
+# %% ../nbs/06_dashboard.ipynb #205d7327
 def figure_png(fig:Figure, dpi:int=90) -> bytes:
     "A matplotlib figure as PNG bytes."
     buffer = io.BytesIO(); fig.savefig(buffer, format="png", dpi=dpi); return buffer.getvalue()
@@ -44,7 +44,7 @@ def noise_strength_png(epochs:list, strengths:list, executed:list) -> bytes:
     ax.set_xlabel("epoch"); k = ax.twinx(); k.step(epochs, executed, where="mid", color="C1"); k.set_ylabel("K steps", color="C1")
     return figure_png(fig)
 
-# %% ../nbs/06_dashboard.ipynb #277c5202
+# %% ../nbs/06_dashboard.ipynb #3d25a018
 def reward_histograms(first:torch.Tensor, current:torch.Tensor, bins:int=20):
     "Shared bin edges and the counts of the first and the current epoch's rewards."
     values = torch.cat([first, current]).float().numpy()
@@ -79,7 +79,7 @@ def validation_png(inputs, base, current, base_rewards, current_rewards, epoch:i
     for r, label in enumerate(("input", "base", f"epoch {epoch}")): axes[r, 0].set_ylabel(label, fontsize=9)
     return figure_png(fig)
 
-# %% ../nbs/06_dashboard.ipynb #a496bfd1
+# %% ../nbs/06_dashboard.ipynb #97bac1ea
 PANELS = ("trajectory", "noise_strength", "rewards", "validation")
 
 def in_widget_frontend() -> bool:
@@ -91,7 +91,7 @@ def in_widget_frontend() -> bool:
     shell = get_ipython()
     return shell is not None and (hasattr(shell, "kernel") or "google.colab" in sys.modules)
 
-# %% ../nbs/06_dashboard.ipynb #07379deb
+# %% ../nbs/06_dashboard.ipynb #fccbf9cb
 class TrainingDashboard(TrainerCallback):
     "Live panels for a run: noise-strength trajectory, reward histograms, before/after validation images."
     def __init__(self, val_images,                 # validation inputs (see `to_image_batch`), a handful
@@ -131,7 +131,7 @@ class TrainingDashboard(TrainerCallback):
         if self not in trainer.callbacks: trainer.callbacks.append(self)
         return self
 
-# %% ../nbs/06_dashboard.ipynb #d03f8d3b
+# %% ../nbs/06_dashboard.ipynb #0d65d526
 @patch
 @torch.no_grad()
 def _validate(self:TrainingDashboard, trainer, noise_strength:float, base:bool=False) -> dict:
@@ -157,7 +157,7 @@ def _validate(self:TrainingDashboard, trainer, noise_strength:float, base:bool=F
     return dict(images=out.images.float().cpu(), rewards=rewards, strip=[x_t, *x0s, out.images[0].float().cpu()],
                 titles=[f"x_t, t={t[0]}", *(f"x̂0 at t={t[i]}" for i in picks.tolist()), "output"])
 
-# %% ../nbs/06_dashboard.ipynb #bc72c9c3
+# %% ../nbs/06_dashboard.ipynb #be166045
 @patch
 def on_train_begin(self:TrainingDashboard, trainer):
     if not trainer.accelerator.is_main_process: return
@@ -194,7 +194,7 @@ def on_epoch_end(self:TrainingDashboard, trainer, result):
         self._next_draw = end + (end - start) / self.budget
     self.overhead_s += time.perf_counter() - start
 
-# %% ../nbs/06_dashboard.ipynb #d1431702
+# %% ../nbs/06_dashboard.ipynb #0aea93d4
 @patch
 def _draw(self:TrainingDashboard, panel:str, history=None) -> bytes|None:
     if panel == "trajectory" and self.strip: return trajectory_png(self.strip, self.strip_titles)
