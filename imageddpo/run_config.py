@@ -9,7 +9,7 @@ __all__ = ['RUN_KEYS', 'REQUIRED_KEYS', 'BUILTIN_REWARDS', 'IMAGE_SUFFIXES', 'Ru
            'FolderImages', 'DatasetImages', 'image_source', 'template_fields', 'folder_prompt_function', 'RunSpec',
            'read_run_config', 'load_policy', 'ProgressBar', 'trainer_from_run_config', 'train_from_run_config']
 
-# %% ../nbs/06b_run_config.ipynb #415b489e
+# %% ../nbs/06b_run_config.ipynb #48ec5d0c
 import dataclasses, difflib, importlib, string
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from .config import ImageDDPOConfig
 from .pipeline import I2IDDPOStableDiffusionPipeline, to_image_batch
 from .trainer import ImageDDPOTrainer, TrainerCallback
 
-# %% ../nbs/06b_run_config.ipynb #6b7defd5
+# %% ../nbs/06b_run_config.ipynb #52ebe4ee
 RUN_KEYS = dict(model=None, revision="main", images=None, image_size=512, prompt="", reward=None,
                 reward_kwargs={}, config={})
 REQUIRED_KEYS = ("model", "images", "reward")
@@ -36,7 +36,7 @@ def _unknown(key:str, known, where:str) -> RunConfigError:
     hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(known))}"
     return RunConfigError(f"{where}: unknown key {key!r}{hint}")
 
-# %% ../nbs/06b_run_config.ipynb #27cb0e65
+# %% ../nbs/06b_run_config.ipynb #b65586e3
 def _pocket_reward(): from imageddpo.digits import pocket_reward; return pocket_reward()
 
 BUILTIN_REWARDS = dict(jpeg_compressibility=builtin_rewards.jpeg_compressibility,
@@ -58,7 +58,7 @@ def resolve_reward(name:str, # a key of BUILTIN_REWARDS, or "package.module:func
     if not callable(fn): raise RunConfigError(f"reward: {name!r} is not callable")
     return fn
 
-# %% ../nbs/06b_run_config.ipynb #b45ffd7a
+# %% ../nbs/06b_run_config.ipynb #6698669a
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
 def square_image(image:PIL.Image.Image, size:int) -> torch.Tensor:
@@ -79,7 +79,9 @@ class FolderImages:
         if not self.paths: raise RunConfigError(f"images: no {'/'.join(sorted(IMAGE_SUFFIXES))} files in {str(folder)!r}")
         self.size = size
     def __len__(self): return len(self.paths)
-    def metadata(self, i:int) -> dict: return {"path": str(self.paths[i]), "stem": self.paths[i].stem, "index": i}
+    def metadata(self, i:int) -> dict:
+        "Image i's metadata (no pixels loaded): path, stem, index."
+        return {"path": str(self.paths[i]), "stem": self.paths[i].stem, "index": i}
     def __getitem__(self, i:int):
         with PIL.Image.open(self.paths[i]) as image: return square_image(image, self.size), self.metadata(i)
 
@@ -98,6 +100,7 @@ class DatasetImages:
         self.ds, self.size, self.column = ds, size, column
     def __len__(self): return len(self.ds)
     def metadata(self, i:int) -> dict:
+        "Row i's non-image columns, and its index."
         row = self.ds[i]; return {**{k: v for k, v in row.items() if k != self.column}, "index": i}
     def __getitem__(self, i:int):
         row = self.ds[i]
@@ -114,7 +117,7 @@ def image_source(images, # a folder path, or a dict {dataset, split, column}
     if not isinstance(images, (str, Path)): raise RunConfigError(f"images: give a folder or {{dataset: ...}}, got {type(images).__name__}")
     return FolderImages(images, size)
 
-# %% ../nbs/06b_run_config.ipynb #b8cd10de
+# %% ../nbs/06b_run_config.ipynb #e8f0420e
 def template_fields(prompt:str) -> set[str]:
     "The `{field}` names a prompt template uses."
     return {field for _, field, _, _ in string.Formatter().parse(prompt) if field}
@@ -129,7 +132,7 @@ def folder_prompt_function(source, prompt:str=""):
         return prompt.format(**metadata), image, metadata
     return prompt_function
 
-# %% ../nbs/06b_run_config.ipynb #a2ede85e
+# %% ../nbs/06b_run_config.ipynb #c3ec2a87
 @dataclasses.dataclass
 class RunSpec:
     "A checked run file."
@@ -169,7 +172,7 @@ def read_run_config(source, # a YAML path, or the already-parsed dict
     return RunSpec(spec["model"], str(spec["revision"]), spec["images"], size, spec["prompt"], spec["reward"],
                    spec["reward_kwargs"], config)
 
-# %% ../nbs/06b_run_config.ipynb #ffc4b245
+# %% ../nbs/06b_run_config.ipynb #33935291
 def load_policy(model:str, revision:str, config:ImageDDPOConfig) -> I2IDDPOStableDiffusionPipeline:
     "The policy a run names, with the config's LoRA settings."
     lora = dict(use_lora=config.use_lora, lora_rank=config.lora_rank, lora_alpha=config.lora_alpha,

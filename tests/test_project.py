@@ -12,6 +12,7 @@ def test_readme_is_generated_from_index_and_fresh():
     assert (ROOT / "README.md").read_text() == make_readme.render(), "run `python tools/make_readme.py`"
 
 def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
+    "```sh blocks are the setup commands (exactly two); usage examples elsewhere use ```bash or ```python."
     readme = (ROOT / "README.md").read_text()
     commands = re.findall(r"```sh\n(.*?)\n```", readme, flags=re.S)
     assert len(commands) == 2, commands
