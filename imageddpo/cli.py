@@ -7,7 +7,7 @@ Docs: https://hectorastrom.github.io/imageddpo/cli.html.md"""
 # %% auto #0
 __all__ = ['smoke', 'demo_command', 'train_command', 'command_parser', 'main']
 
-# %% ../nbs/07_cli.ipynb #f7a062ac
+# %% ../nbs/07_cli.ipynb #2c03e2cf
 import argparse, inspect, time
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from .pipeline import I2IDDPOStableDiffusionPipeline
 from .pocket import tiny_pipeline
 from .run_config import train_from_run_config
 
-# %% ../nbs/07_cli.ipynb #552804b7
+# %% ../nbs/07_cli.ipynb #de884a96
 def smoke(steps:int=10, # N, the length of the DDIM schedule
           noise_strength:float=0.5, # fraction of the schedule re-run from the noised input
           batch:int=2,  # images rolled out at once
@@ -41,7 +41,7 @@ def smoke(steps:int=10, # N, the length of the DDIM schedule
     return dict(executed_steps=out.timesteps.shape[1], batch=batch, rollout_seconds=rollout_s,
                 mean_log_prob=out.log_probs.mean().item(), replay_max_abs_error=error, ok=error <= 1e-5)
 
-# %% ../nbs/07_cli.ipynb #5c00d2f4
+# %% ../nbs/07_cli.ipynb #f0c64a47
 def _quiet_library_logs():
     "The commands show their own progress bar: silence diffusers' and transformers' loading bars and info logs."
     import diffusers, transformers
@@ -50,7 +50,7 @@ def _quiet_library_logs():
 
 def demo_command(epochs:int=DEMO_CONFIG["num_epochs"], # training epochs of 64 samples each
                  output_dir:str="imageddpo-demo", # where the pictures, weights and metrics go (must be new or empty)
-                 seed:int=0,                    # seeds sampling, input draws and training
+                 seed:int=0,                    # seeds the LoRA initialisation, sampling, input draws and training
                  device:str="auto",             # cpu, cuda or auto
                 ) -> dict:
     "Fine-tune the pocket model to restore corrupted digits on the CPU, with held-out figures before and after."
@@ -61,7 +61,7 @@ def demo_command(epochs:int=DEMO_CONFIG["num_epochs"], # training epochs of 64 s
                                  f" (corrupted inputs: {m['corrupted_input_accuracy']:.1%})",
             "wall time": f"{m['wall_seconds']:.0f} s", **m["files"]}
 
-# %% ../nbs/07_cli.ipynb #cba8a04b
+# %% ../nbs/07_cli.ipynb #45b21870
 def train_command(config:str=None,        # the run file (YAML); required
                   output_dir:str=None,     # overrides config.output_dir
                   resume_from:str=None,    # a checkpoint folder or "latest"; overrides config.resume_from
@@ -75,7 +75,7 @@ def train_command(config:str=None,        # the run file (YAML); required
     return {"epochs": len(trainer.history), "last reward_mean": last.get("reward_mean", float("nan")),
             "weights": str(Path(trainer.config.output_dir) / "final")}
 
-# %% ../nbs/07_cli.ipynb #277aa149
+# %% ../nbs/07_cli.ipynb #3d28740c
 _COMMANDS = {"smoke": smoke, "demo": demo_command, "train": train_command}
 
 def command_parser(fn) -> argparse.ArgumentParser:

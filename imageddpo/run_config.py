@@ -9,7 +9,7 @@ __all__ = ['RUN_KEYS', 'REQUIRED_KEYS', 'BUILTIN_REWARDS', 'IMAGE_SUFFIXES', 'Ru
            'FolderImages', 'DatasetImages', 'image_source', 'template_fields', 'folder_prompt_function', 'RunSpec',
            'read_run_config', 'load_policy', 'ProgressBar', 'trainer_from_run_config', 'train_from_run_config']
 
-# %% ../nbs/06b_run_config.ipynb #48ec5d0c
+# %% ../nbs/06b_run_config.ipynb #d8b3b6e2
 import dataclasses, difflib, importlib, string
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from .config import ImageDDPOConfig
 from .pipeline import I2IDDPOStableDiffusionPipeline, to_image_batch
 from .trainer import ImageDDPOTrainer, TrainerCallback
 
-# %% ../nbs/06b_run_config.ipynb #52ebe4ee
+# %% ../nbs/06b_run_config.ipynb #2ff28734
 RUN_KEYS = dict(model=None, revision="main", images=None, image_size=512, prompt="", reward=None,
                 reward_kwargs={}, config={})
 REQUIRED_KEYS = ("model", "images", "reward")
@@ -36,7 +36,7 @@ def _unknown(key:str, known, where:str) -> RunConfigError:
     hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(known))}"
     return RunConfigError(f"{where}: unknown key {key!r}{hint}")
 
-# %% ../nbs/06b_run_config.ipynb #b65586e3
+# %% ../nbs/06b_run_config.ipynb #6dab158c
 def _pocket_reward(): from imageddpo.digits import pocket_reward; return pocket_reward()
 
 BUILTIN_REWARDS = dict(jpeg_compressibility=builtin_rewards.jpeg_compressibility,
@@ -58,7 +58,7 @@ def resolve_reward(name:str, # a key of BUILTIN_REWARDS, or "package.module:func
     if not callable(fn): raise RunConfigError(f"reward: {name!r} is not callable")
     return fn
 
-# %% ../nbs/06b_run_config.ipynb #6698669a
+# %% ../nbs/06b_run_config.ipynb #eedc6fb5
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
 def square_image(image:PIL.Image.Image, size:int) -> torch.Tensor:
@@ -98,13 +98,13 @@ class DatasetImages:
         if column not in ds.column_names: raise _unknown(column, ds.column_names, "images.column")
         if len(ds) == 0: raise RunConfigError(f"images: the dataset {dataset!r} split {split!r} is empty")
         self.ds, self.size, self.column = ds, size, column
+        self.columns = ds.remove_columns(column)  # the metadata, read without decoding images
     def __len__(self): return len(self.ds)
     def metadata(self, i:int) -> dict:
         "Row i's non-image columns, and its index."
-        row = self.ds[i]; return {**{k: v for k, v in row.items() if k != self.column}, "index": i}
+        return {**self.columns[i], "index": i}
     def __getitem__(self, i:int):
-        row = self.ds[i]
-        return square_image(row[self.column], self.size), {**{k: v for k, v in row.items() if k != self.column}, "index": i}
+        return square_image(self.ds[i][self.column], self.size), self.metadata(i)
 
 def image_source(images, # a folder path, or a dict {dataset, split, column}
                  size:int):
@@ -117,7 +117,7 @@ def image_source(images, # a folder path, or a dict {dataset, split, column}
     if not isinstance(images, (str, Path)): raise RunConfigError(f"images: give a folder or {{dataset: ...}}, got {type(images).__name__}")
     return FolderImages(images, size)
 
-# %% ../nbs/06b_run_config.ipynb #e8f0420e
+# %% ../nbs/06b_run_config.ipynb #b5b25ef4
 def template_fields(prompt:str) -> set[str]:
     "The `{field}` names a prompt template uses."
     return {field for _, field, _, _ in string.Formatter().parse(prompt) if field}
@@ -132,7 +132,7 @@ def folder_prompt_function(source, prompt:str=""):
         return prompt.format(**metadata), image, metadata
     return prompt_function
 
-# %% ../nbs/06b_run_config.ipynb #c3ec2a87
+# %% ../nbs/06b_run_config.ipynb #2a6c774e
 @dataclasses.dataclass
 class RunSpec:
     "A checked run file."
@@ -172,7 +172,7 @@ def read_run_config(source, # a YAML path, or the already-parsed dict
     return RunSpec(spec["model"], str(spec["revision"]), spec["images"], size, spec["prompt"], spec["reward"],
                    spec["reward_kwargs"], config)
 
-# %% ../nbs/06b_run_config.ipynb #33935291
+# %% ../nbs/06b_run_config.ipynb #c9e8464f
 def load_policy(model:str, revision:str, config:ImageDDPOConfig) -> I2IDDPOStableDiffusionPipeline:
     "The policy a run names, with the config's LoRA settings."
     lora = dict(use_lora=config.use_lora, lora_rank=config.lora_rank, lora_alpha=config.lora_alpha,
