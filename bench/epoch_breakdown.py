@@ -6,32 +6,25 @@ For each configuration (model, noise_strength, guidance), in a fresh process:
 - times the *necessary* calls alone, in the same process and with the same shapes: per sampling batch one
   VAE encode, K UNet calls (a doubled batch under CFG) and one VAE decode, the reward call, and per
   minibatch T UNet forward+backward passes. Their sum is the floor; overhead ratio = epoch / floor;
-- reports the process's peak RSS.
+- reports the process's peak memory.
 
-    python bench/epoch_breakdown.py            # pocket 32 px and the 128 px SD-1.x-block model, CPU
-Results: bench/results/epoch_breakdown.json.
+    python bench/epoch_breakdown.py [--models pocket mid] [--epochs 3] [--out epoch.json]
 """
-import argparse, json, os, platform, resource, statistics, subprocess, sys, tempfile, time
+import argparse, json, statistics, sys, tempfile, time
 from pathlib import Path
+
+from common import digit_inputs, machine, median_time, peak_memory, run_worker
 
 SAMPLE_BATCH, BATCHES, TRAIN_BATCH, N = 8, 2, 4, 10
 
-def median_time(fn, repeats=10):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter(); fn(); times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-def worker(model:str, strength:float, guidance:float, epochs:int) -> dict:
+def worker(model:str, strength:float, guidance:float, epochs:int, repeats:int) -> dict:
+    "Time `epochs` epochs and the floor of one configuration, in this process."
     import torch
-    sys.path.insert(0, str(Path(__file__).parent))
-    from imageddpo import I2IDDPOStableDiffusionPipeline, ImageDDPOConfig, ImageDDPOTrainer, pocket_pipeline
-    from rollout import mid_pipeline
-    from trainer_epoch import inputs
+    from imageddpo import I2IDDPOStableDiffusionPipeline, ImageDDPOConfig, ImageDDPOTrainer
+    from rollout import MODELS
     torch.manual_seed(0)
-    base, size = {"pocket": (pocket_pipeline, 32), "mid": (mid_pipeline, 128)}[model]
-    images = inputs(size)
+    build, size = MODELS[model]
+    images = digit_inputs(size)
     def prompt_function():
         return "a handwritten digit", images[int(torch.randint(len(images), ()))], {}
     def reward_function(out, prompts, metadata):
@@ -39,7 +32,7 @@ def worker(model:str, strength:float, guidance:float, epochs:int) -> dict:
     config = ImageDDPOConfig(mixed_precision="no", sample_num_steps=N, noise_strength=strength, sample_guidance_scale=guidance,
                              sample_batch_size=SAMPLE_BATCH, sample_num_batches_per_epoch=BATCHES, train_batch_size=TRAIN_BATCH,
                              num_epochs=epochs, save_freq=10**6, output_dir=tempfile.mkdtemp())
-    trainer = ImageDDPOTrainer(config, reward_function, prompt_function, I2IDDPOStableDiffusionPipeline(base()))
+    trainer = ImageDDPOTrainer(config, reward_function, prompt_function, I2IDDPOStableDiffusionPipeline(build()))
     epoch_times = []
     for epoch in range(epochs):
         start = time.perf_counter(); trainer.step(epoch, trainer.global_step); epoch_times.append(time.perf_counter() - start)
@@ -52,15 +45,15 @@ def worker(model:str, strength:float, guidance:float, epochs:int) -> dict:
     out = pipe.rollout(batch, "a handwritten digit", noise_strength=strength, num_inference_steps=N, guidance_scale=guidance)
     x, t = out.latents[:, 0], out.timesteps[:, 0]
     with torch.no_grad():
-        encode = median_time(lambda: pipe.vae.encode(2 * batch - 1).latent_dist.sample())
-        unet = median_time(lambda: pipe.predict_noise(x, t[0], out.prompt_embeds, out.negative_prompt_embeds, guidance))
-        decode = median_time(lambda: pipe.decode(out.latents[:, -1]))
-        reward = median_time(lambda: reward_function(out.images, None, None))
+        encode = median_time(lambda: pipe.vae.encode(2 * batch - 1).latent_dist.sample(), repeats)
+        unet = median_time(lambda: pipe.predict_noise(x, t[0], out.prompt_embeds, out.negative_prompt_embeds, guidance), repeats)
+        decode = median_time(lambda: pipe.decode(out.latents[:, -1]), repeats)
+        reward = median_time(lambda: reward_function(out.images, None, None), repeats)
     rows_ = slice(0, TRAIN_BATCH)
     neg = None if out.negative_prompt_embeds is None else out.negative_prompt_embeds[rows_]
     def forward_backward():
         pipe.predict_noise(x[rows_], t[rows_], out.prompt_embeds[rows_], neg, guidance).float().mean().backward()
-    fwd_bwd = median_time(forward_backward)
+    fwd_bwd = median_time(forward_backward, repeats)
     pipe.unet.zero_grad(set_to_none=True)
     minibatches = SAMPLE_BATCH * BATCHES // TRAIN_BATCH
     floor = {"sample_s": BATCHES * (encode + K * unet + decode), "reward_s": BATCHES * reward,
@@ -68,36 +61,46 @@ def worker(model:str, strength:float, guidance:float, epochs:int) -> dict:
     return {"model": model, "noise_strength": strength, "guidance": guidance, "executed_steps": K,
             "epoch_s": epoch_s, "sample_s": phase("sample_s"), "reward_wait_s": phase("reward_wait_s"),
             "train_s": phase("train_s"), "floor_s": sum(floor.values()), **{f"floor_{k}": v for k, v in floor.items()},
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            **peak_memory()}
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--worker", nargs=3, metavar=("MODEL", "STRENGTH", "GUIDANCE"))
-    p.add_argument("--models", nargs="*", default=["pocket", "mid"])
-    a = p.parse_args()
-    if a.worker:
-        model, strength, guidance = a.worker
-        print(json.dumps(worker(model, float(strength), float(guidance), a.epochs))); return
-    configs = [(m, s, 1.0) for m in a.models for s in (0.2, 0.4, 0.6, 0.8, 1.0)] + [(m, 0.6, 5.0) for m in a.models]
+def run(models=("pocket", "mid"), strengths=(0.2, 0.4, 0.6, 0.8, 1.0), epochs:int=3, repeats:int=5,
+        cfg_strength:float=0.6, cfg_guidance:float=5.0, progress=print) -> dict:
+    "Every (model, strength) at guidance 1, plus `cfg_strength` under CFG, each in its own process."
+    configs = [(m, s, 1.0) for m in models for s in strengths] + [(m, cfg_strength, cfg_guidance) for m in models]
     rows = []
-    print(f"{'model':7s} {'s':>4s} {'g':>4s} {'K':>3s} {'epoch':>7s} {'sample':>7s} {'reward':>7s} {'train':>7s} "
-          f"{'other':>6s} {'floor':>7s} {'ratio':>6s} {'RSS MB':>7s}")
     for model, strength, guidance in configs:
-        done = subprocess.run([sys.executable, __file__, "--worker", model, str(strength), str(guidance), "--epochs", str(a.epochs)],
-                              capture_output=True, text=True, cwd=tempfile.gettempdir(), env={**os.environ, "PYTHONPATH": ""})
-        if done.returncode: raise RuntimeError(done.stderr[-3000:])
-        r = json.loads(done.stdout.strip().splitlines()[-1])
+        r = run_worker(sys.executable, __file__, ["--worker", model, strength, guidance, "--epochs", epochs, "--repeats", repeats])
         r["overhead_ratio"] = r["epoch_s"] / r["floor_s"]
         r["other_s"] = r["epoch_s"] - r["sample_s"] - r["reward_wait_s"] - r["train_s"]
         rows.append(r)
-        print(f"{model:7s} {strength:4.1f} {guidance:4.1f} {r['executed_steps']:3d} {r['epoch_s']:7.3f} {r['sample_s']:7.3f} "
-              f"{r['reward_wait_s']:7.3f} {r['train_s']:7.3f} {r['other_s']:6.3f} {r['floor_s']:7.3f} "
-              f"{r['overhead_ratio']:6.3f} {r['peak_rss_mb']:7.0f}", flush=True)
-    out = Path(__file__).parent/"results"/"epoch_breakdown.json"
-    out.write_text(json.dumps({"machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU, float32",
-                               "setup": dict(sample_batch_size=SAMPLE_BATCH, batches=BATCHES, train_batch_size=TRAIN_BATCH,
-                                             num_inference_steps=N, train_timestep_fraction=1.0), "rows": rows}, indent=1))
-    print("wrote", out)
+        progress(f"  epoch {model} s={strength} g={guidance}: {r['epoch_s']:.3f} s, overhead ratio {r['overhead_ratio']:.3f}")
+    return {"setup": dict(sample_batch_size=SAMPLE_BATCH, batches=BATCHES, train_batch_size=TRAIN_BATCH, num_inference_steps=N,
+                          train_timestep_fraction=1.0, epochs=epochs, timed_epochs=epochs - 1, floor_repeats=repeats),
+            "rows": rows, "scaling": {m: linear_fit([r for r in rows if r["model"] == m and r["guidance"] == 1.0]) for m in models}}
+
+def linear_fit(rows:list[dict]) -> dict:
+    "Least-squares epoch_s = a + b * K over `rows`, its R², and the largest relative deviation from the line."
+    ks, ys = [r["executed_steps"] for r in rows], [r["epoch_s"] for r in rows]
+    n, mk, my = len(ks), sum(ks) / len(ks), sum(ys) / len(ys)
+    b = sum((k - mk) * (y - my) for k, y in zip(ks, ys)) / sum((k - mk) ** 2 for k in ks)
+    a = my - b * mk
+    fit = [a + b * k for k in ks]
+    ss_res, ss_tot = sum((y - f) ** 2 for y, f in zip(ys, fit)), sum((y - my) ** 2 for y in ys)
+    return {"intercept_s": a, "per_step_s": b, "r2": 1 - ss_res / ss_tot,
+            "max_rel_deviation": max(abs(y - f) / y for y, f in zip(ys, fit))}
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5, help="timings of each necessary call for the floor")
+    p.add_argument("--worker", nargs=3, metavar=("MODEL", "STRENGTH", "GUIDANCE"))
+    p.add_argument("--models", nargs="*", default=["pocket", "mid"])
+    p.add_argument("--out", default=None)
+    a = p.parse_args()
+    if a.worker:
+        model, strength, guidance = a.worker
+        print(json.dumps(worker(model, float(strength), float(guidance), a.epochs, a.repeats))); return
+    result = {"machine": machine(), **run(a.models, epochs=a.epochs, repeats=a.repeats)}
+    if a.out: Path(a.out).write_text(json.dumps(result, indent=1)); print("wrote", a.out)
 
 if __name__ == "__main__": main()

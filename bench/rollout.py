@@ -1,18 +1,18 @@
 """Rollout cost: `I2IDDPOStableDiffusionPipeline.rollout` vs diffusers' `StableDiffusionImg2ImgPipeline`.
 
 Both run on the *same* components, inputs, settings and generator seed, interleaved run by run, so
-machine noise hits both alike; we report medians and their ratio, and how the cost scales with
-noise_strength. Usage:
+machine noise hits both alike; we report medians and their ratio. Usage:
 
-    python bench/rollout.py [--repeats 7] [--device cpu] [--out bench/results/rollout_cpu.json]
+    python bench/rollout.py [--models pocket mid] [--repeats 5] [--steps 10] [--out rollout.json]
 """
-import argparse, json, platform, statistics, time
+import argparse, json, statistics
 
 import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, UNet2DConditionModel, AutoencoderKL
 
 from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline
-from imageddpo.pocket import tiny_pipeline
+from imageddpo.pocket import pocket_pipeline, tiny_pipeline
+from common import machine, peak_memory, timed
 
 def mid_pipeline() -> StableDiffusionPipeline:
     "SD-1.x structure at a width where the UNet dominates (as in real SD): 128x128 images, 16x16 latents."
@@ -28,23 +28,22 @@ def mid_pipeline() -> StableDiffusionPipeline:
                             up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=32, scaling_factor=0.18215)
     return StableDiffusionPipeline(**{**pipe.components, "unet": unet.eval(), "vae": vae.eval()})
 
-CONFIGS = {"tiny-64px": (tiny_pipeline, 64), "mid-128px": (mid_pipeline, 128)}
+# name -> (builder, image size): the shipped pocket model (32 px), the tiny test model, the 128 px SD-1.x-block model
+MODELS = {"pocket": (pocket_pipeline, 32), "tiny": (tiny_pipeline, 64), "mid": (mid_pipeline, 128)}
 
-def timed(fn) -> float:
-    start = time.perf_counter(); fn()
-    if torch.cuda.is_available(): torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-def bench(config, device, repeats, batch=4, steps=20):
-    build, size = CONFIGS[config]
+@torch.no_grad()
+def bench(model:str, device:str, repeats:int, batch:int=4, steps:int=10,
+          strengths=(0.2, 0.6, 1.0), guidances=(1.0, 7.5)) -> list[dict]:
+    "Median seconds per rollout, ours and diffusers', for every (guidance, strength)."
+    build, size = MODELS[model]
     policy = I2IDDPOStableDiffusionPipeline(build().to(device), use_lora=False)
     reference = StableDiffusionImg2ImgPipeline(**policy.sd_pipeline.components)
     reference.set_progress_bar_config(disable=True)
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     prompts = ["a handwritten digit 3"] * batch
     rows = []
-    for guidance in (1.0, 7.5):
-        for strength in (0.2, 0.4, 1.0):
+    for guidance in guidances:
+        for strength in strengths:
             kw = dict(num_inference_steps=steps, guidance_scale=guidance, eta=1.0)
             ours = lambda: policy.rollout(images, prompts, noise_strength=strength, generator=torch.Generator(device).manual_seed(0), **kw)
             theirs = lambda: reference(prompt=prompts, image=images, strength=strength, output_type="pt",
@@ -53,34 +52,32 @@ def bench(config, device, repeats, batch=4, steps=20):
             t_ours, t_theirs = [], []
             for _ in range(repeats):
                 t_ours.append(timed(ours)); t_theirs.append(timed(theirs))
-            row = dict(config=config, guidance_scale=guidance, noise_strength=strength,
-                       executed_steps=min(int(steps * strength), steps), batch=batch,
-                       ours_s=statistics.median(t_ours), diffusers_s=statistics.median(t_theirs))
+            row = dict(model=model, guidance=guidance, noise_strength=strength, executed_steps=min(int(steps * strength), steps),
+                       batch=batch, ours_s=statistics.median(t_ours), diffusers_s=statistics.median(t_theirs))
             row["ratio"] = row["ours_s"] / row["diffusers_s"]
             rows.append(row)
-            print(f"{config:>10} g={guidance:<4} s={strength:<4} K={row['executed_steps']:>2}  ours {row['ours_s']*1e3:8.1f} ms"
-                  f"  diffusers {row['diffusers_s']*1e3:8.1f} ms  ratio {row['ratio']:.3f}", flush=True)
     return rows
+
+def run(models=("pocket", "mid"), repeats:int=5, steps:int=10, device:str|None=None) -> dict:
+    "The rollout section: every model's rows, the settings and this process's peak memory."
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    rows = [row for model in models for row in bench(model, device, repeats, steps=steps)]
+    return {"setup": dict(batch=4, num_inference_steps=steps, repeats=repeats, device=device), "rows": rows, **peak_memory()}
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
-    parser.add_argument("--out", default=None, help="write the table as JSON here")
+    parser.add_argument("--models", nargs="+", default=["pocket", "mid"], choices=list(MODELS))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out", default=None, help="write the result as JSON here")
     args = parser.parse_args()
-    torch.set_grad_enabled(False)
-    rows = [row for config in args.configs for row in bench(config, args.device, args.repeats)]
-    for config in args.configs:
-        mine = [r for r in rows if r["config"] == config]
-        for g in (1.0, 7.5):
-            by_s = {r["noise_strength"]: r["ours_s"] for r in mine if r["guidance_scale"] == g}
-            print(f"{config:>10} g={g:<4} cost(s=0.2) / cost(s=1.0) = {by_s[0.2] / by_s[1.0]:.3f}  (steps ratio 0.2)")
-        print(f"{config:>10} median ratio ours/diffusers = {statistics.median(r['ratio'] for r in mine):.3f}")
-    machine = dict(device=args.device, cpu=platform.processor() or platform.machine(), threads=torch.get_num_threads(),
-                   torch=torch.__version__, gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None)
+    result = {"machine": machine(), **run(args.models, args.repeats, args.steps, args.device)}
+    for r in result["rows"]:
+        print(f"{r['model']:>7} g={r['guidance']:<4} s={r['noise_strength']:<4} K={r['executed_steps']:>2}  "
+              f"ours {r['ours_s']*1e3:8.1f} ms  diffusers {r['diffusers_s']*1e3:8.1f} ms  ratio {r['ratio']:.3f}")
     if args.out:
-        with open(args.out, "w") as f: json.dump(dict(machine=machine, repeats=args.repeats, rows=rows), f, indent=1)
+        with open(args.out, "w") as f: json.dump(result, f, indent=1)
         print("wrote", args.out)
 
 if __name__ == "__main__": main()

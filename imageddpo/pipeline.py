@@ -7,7 +7,7 @@ Docs: https://hectorastrom.github.io/imageddpo/pipeline.html.md"""
 # %% auto #0
 __all__ = ['LORA_TARGET_MODULES', 'img2img_timesteps', 'to_image_batch', 'RolloutOutput', 'I2IDDPOStableDiffusionPipeline']
 
-# %% ../nbs/02_pipeline.ipynb #b2c77602
+# %% ../nbs/02_pipeline.ipynb #50224d23
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from peft.utils import get_peft_model_state_dict
 
 from .scheduler import _zero_variance_reason, ddim_step_with_logprob
 
-# %% ../nbs/02_pipeline.ipynb #0a947d16
+# %% ../nbs/02_pipeline.ipynb #62662054
 def img2img_timesteps(scheduler:DDIMScheduler, # set to `num_inference_steps` by this call
                       num_inference_steps:int, # N, the length of the full schedule
                       noise_strength:float,    # s in (0, 1]: the fraction of the schedule to re-run
@@ -41,7 +41,7 @@ def img2img_timesteps(scheduler:DDIMScheduler, # set to `num_inference_steps` by
     scheduler.set_timesteps(num_inference_steps)
     return scheduler.timesteps[num_inference_steps - executed:]
 
-# %% ../nbs/02_pipeline.ipynb #3958c36d
+# %% ../nbs/02_pipeline.ipynb #144d2ccd
 def _one_image(x, where:str) -> torch.Tensor:
     "One image as a float32 CHW tensor in [0, 1]."
     if isinstance(x, PIL.Image.Image): x = np.asarray(x.convert("RGB"))
@@ -71,7 +71,7 @@ def to_image_batch(images) -> torch.Tensor:
     if len(sizes) > 1: raise ValueError(f"images: all images in a batch must have one size, got H x W sizes {sizes}")
     return torch.stack(batch)
 
-# %% ../nbs/02_pipeline.ipynb #ca52bac1
+# %% ../nbs/02_pipeline.ipynb #f5262c54
 LORA_TARGET_MODULES = ("to_k", "to_q", "to_v", "to_out.0")
 
 @dataclass
@@ -92,7 +92,7 @@ class RolloutOutput:
     num_inference_steps: int
     pred_original_samples: torch.Tensor | None = None  # [B, K, C, h, w]: predicted x_0 latent at each step
 
-# %% ../nbs/02_pipeline.ipynb #d8f958ed
+# %% ../nbs/02_pipeline.ipynb #7b92d190
 class I2IDDPOStableDiffusionPipeline:
     "An image-to-image DDPO policy on a Stable Diffusion 1.x pipeline: rollouts with log-probs, LoRA or full training."
     def __init__(self,
@@ -139,27 +139,35 @@ class I2IDDPOStableDiffusionPipeline:
     def tokenizer(self): return self.sd_pipeline.tokenizer
     @property
     def scheduler(self): return self.sd_pipeline.scheduler
+    @property
+    def device(self) -> torch.device:
+        "Where the UNet's weights live (read from its first parameter, see below)."
+        return next(self.unet.parameters()).device
+    @property
+    def dtype(self) -> torch.dtype:
+        "The UNet's weight dtype: latents and embeddings are cast to it."
+        return next(self.unet.parameters()).dtype
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         "The parameters DDPO updates: the LoRA adapter's, or the whole UNet's."
         return [p for p in self.unet.parameters() if p.requires_grad]
 
-# %% ../nbs/02_pipeline.ipynb #d0676155
+# %% ../nbs/02_pipeline.ipynb #8414e6eb
 @patch
 @torch.no_grad()
 def encode_prompts(self:I2IDDPOStableDiffusionPipeline, prompts:list[str], guidance_scale:float,
                    negative_prompt:str|None=None) -> tuple[torch.Tensor, torch.Tensor|None]:
     "Conditioning for `prompts`, and the unconditional one when guidance is on (the null prompt's is cached)."
-    device = self.unet.device
-    cond = self.sd_pipeline.encode_prompt(prompts, device, 1, False)[0].to(self.unet.dtype)
+    device, dtype = self.device, self.dtype
+    cond = self.sd_pipeline.encode_prompt(prompts, device, 1, False)[0].to(dtype)
     if guidance_scale <= 1: return cond, None
     if negative_prompt is not None:
         uncond = self.sd_pipeline.encode_prompt([negative_prompt], device, 1, False)[0]
     else:
-        key = (device, self.unet.dtype)
+        key = (device, dtype)
         if key not in self._null_embeds: self._null_embeds[key] = self.sd_pipeline.encode_prompt([""], device, 1, False)[0]
         uncond = self._null_embeds[key]
-    return cond, uncond.to(self.unet.dtype).expand(len(prompts), -1, -1)
+    return cond, uncond.to(dtype).expand(len(prompts), -1, -1)
 
 @patch
 def predict_noise(self:I2IDDPOStableDiffusionPipeline,
@@ -179,7 +187,7 @@ def predict_noise(self:I2IDDPOStableDiffusionPipeline,
     noise_pred = uncond + guidance_scale * (text - uncond)
     return rescale_noise_cfg(noise_pred, text, guidance_rescale) if guidance_rescale > 0 else noise_pred
 
-# %% ../nbs/02_pipeline.ipynb #9eb59eb0
+# %% ../nbs/02_pipeline.ipynb #5a9a2f69
 @patch
 def check_inputs(self:I2IDDPOStableDiffusionPipeline, images:torch.Tensor, prompts, noise_strength:float,
                  num_inference_steps:int, guidance_scale:float, eta:float, generator) -> tuple[list[str], torch.Tensor]:
@@ -200,13 +208,13 @@ def check_inputs(self:I2IDDPOStableDiffusionPipeline, images:torch.Tensor, promp
     if eta > 0 and (reason := _zero_variance_reason(self.scheduler, timesteps)): raise ValueError(reason)
     return list(prompts), timesteps
 
-# %% ../nbs/02_pipeline.ipynb #dce9d453
+# %% ../nbs/02_pipeline.ipynb #fcf381d3
 @patch
 @torch.no_grad()
 def _prepare_latents(self:I2IDDPOStableDiffusionPipeline, images:torch.Tensor, start:torch.Tensor, generator) -> torch.Tensor:
     "Encode `images` ([0, 1]) with the VAE (sampling with `generator`) and noise the latents to timestep `start`."
-    device, dtype = self.unet.device, self.unet.dtype
-    pixels = (2 * images - 1).to(device=device, dtype=self.vae.dtype)
+    device, dtype = self.device, self.dtype
+    pixels = (2 * images - 1).to(device=device, dtype=next(self.vae.parameters()).dtype)
     if isinstance(generator, list):
         latents = torch.cat([retrieve_latents(self.vae.encode(pixels[i:i + 1]), generator=g) for i, g in enumerate(generator)])
     else: latents = retrieve_latents(self.vae.encode(pixels), generator=generator)
@@ -218,7 +226,8 @@ def _prepare_latents(self:I2IDDPOStableDiffusionPipeline, images:torch.Tensor, s
 @torch.no_grad()
 def decode(self:I2IDDPOStableDiffusionPipeline, latents:torch.Tensor) -> torch.Tensor:
     "Decode latents to float32 images in [0, 1], as diffusers' `postprocess(output_type='pt')` does."
-    images = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor, return_dict=False)[0]
+    vae_dtype = next(self.vae.parameters()).dtype
+    images = self.vae.decode(latents.to(vae_dtype) / self.vae.config.scaling_factor, return_dict=False)[0]
     return (images.float() / 2 + 0.5).clamp(0, 1)
 
 @patch
@@ -239,7 +248,7 @@ def rollout(self:I2IDDPOStableDiffusionPipeline,
     # 1. check inputs (before any model call)
     images = to_image_batch(images)
     prompts, timesteps = self.check_inputs(images, prompts, noise_strength, num_inference_steps, guidance_scale, eta, generator)
-    device = self.unet.device
+    device = self.device
     timesteps = timesteps.to(device)
     # 2. encode the prompts
     prompt_embeds, negative_prompt_embeds = self.encode_prompts(prompts, guidance_scale, negative_prompt)
@@ -263,7 +272,7 @@ def rollout(self:I2IDDPOStableDiffusionPipeline,
         eta=eta, noise_strength=noise_strength, num_inference_steps=num_inference_steps,
         pred_original_samples=torch.stack(pred_x0, dim=1) if return_pred_original_samples else None)
 
-# %% ../nbs/02_pipeline.ipynb #fb0a688b
+# %% ../nbs/02_pipeline.ipynb #ee830b69
 @patch
 def replay_log_probs(self:I2IDDPOStableDiffusionPipeline, out:RolloutOutput, steps=None) -> torch.Tensor:
     "Recompute the log-probs of `out`'s recorded steps (all, or the indices `steps`) under the current weights; [B, len(steps)]."
@@ -279,7 +288,7 @@ def replay_log_probs(self:I2IDDPOStableDiffusionPipeline, out:RolloutOutput, ste
         log_probs.append(step.log_prob)
     return torch.stack(log_probs, dim=1)
 
-# %% ../nbs/02_pipeline.ipynb #aa955c1c
+# %% ../nbs/02_pipeline.ipynb #aaab64dd
 @patch
 def save_pretrained(self:I2IDDPOStableDiffusionPipeline, save_directory:str|Path):
     "Save the LoRA weights (diffusers' `load_lora_weights` format) or, for full fine-tuning, the whole pipeline."

@@ -7,7 +7,7 @@ Docs: https://hectorastrom.github.io/imageddpo/trainer.html.md"""
 # %% auto #0
 __all__ = ['EpochResult', 'TrainerCallback', 'TrackerLogger', 'ImageSamplesHook', 'DebugHook', 'ImageDDPOTrainer', 'cat_rollouts']
 
-# %% ../nbs/05c_trainer.ipynb #f90d1096
+# %% ../nbs/05c_trainer.ipynb #e102a71f
 import copy, dataclasses, json, os, time
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,7 +31,7 @@ from .ppo import gaussian_kl_same_std, ppo_clip_loss
 from .rewards import compute_rewards
 from .scheduler import ddim_step_with_logprob
 
-# %% ../nbs/05c_trainer.ipynb #7ee08af6
+# %% ../nbs/05c_trainer.ipynb #ef7e6953
 @dataclasses.dataclass
 class EpochResult:
     "What one epoch produced, for callbacks: this process's samples and everyone's rewards."
@@ -57,7 +57,7 @@ class TrainerCallback:
     def on_train_end(self, trainer):
         "After the last epoch of `train()`."
 
-# %% ../nbs/05c_trainer.ipynb #6f69d368
+# %% ../nbs/05c_trainer.ipynb #a9181022
 class TrackerLogger(TrainerCallback):
     "Log each epoch's scalar statistics to the accelerate trackers (none unless `log_with` is set)."
     def on_epoch_end(self, trainer, result):
@@ -82,7 +82,7 @@ class DebugHook(TrainerCallback):
     def on_epoch_begin(self, trainer, epoch, noise_strength):
         if trainer.accelerator.is_main_process: self.hook(trainer.sd_pipeline, noise_strength, trainer.global_step)
 
-# %% ../nbs/05c_trainer.ipynb #d2912382
+# %% ../nbs/05c_trainer.ipynb #38174b64
 _SEED_NOISE_STRENGTH = 0.2  # the original imageddpo's default, kept for its users (who pass TRL's DDPOConfig)
 
 def _seed_for(*parts:int) -> int:
@@ -106,7 +106,7 @@ def _check_output_dir(output_dir:str):
         probe.write_text(""); probe.unlink()
     except OSError as e: raise PermissionError(f"output_dir={output_dir!r} is not writable: {e}") from e
 
-# %% ../nbs/05c_trainer.ipynb #76747a32
+# %% ../nbs/05c_trainer.ipynb #d60b5712
 class ImageDDPOTrainer:
     "Image-to-image DDPO: sample from `prompt_function`, score with `reward_function`, PPO on the denoising steps."
     def __init__(self,
@@ -148,6 +148,7 @@ class ImageDDPOTrainer:
         set_seed(c.seed, device_specific=True)  # global RNGs, for the user's prompt and reward functions
         if c.allow_tf32: torch.backends.cuda.matmul.allow_tf32 = True
         self._place_modules()
+        if c.gradient_checkpointing: sd_pipeline.unet.enable_gradient_checkpointing()
         self._params = sd_pipeline.trainable_parameters()  # what the optimizer updates and clipping sees
         self.unet, self.optimizer = self.accelerator.prepare(sd_pipeline.unet, self._make_optimizer(self._params))
         self._reference_unet = (copy.deepcopy(sd_pipeline.unet).requires_grad_(False)
@@ -157,7 +158,7 @@ class ImageDDPOTrainer:
         self._pool = ThreadPoolExecutor(c.max_workers) if c.async_reward_computation else None
         if resume is not None: self.load_checkpoint(resume)
 
-# %% ../nbs/05c_trainer.ipynb #9187a546
+# %% ../nbs/05c_trainer.ipynb #ace37eed
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 def _loggable(c:ImageDDPOConfig) -> dict:
@@ -177,16 +178,17 @@ def _place_modules(self:ImageDDPOTrainer):
 
 @patch
 def _make_optimizer(self:ImageDDPOTrainer, params) -> torch.optim.Optimizer:
-    "AdamW (or bitsandbytes' 8-bit AdamW) with the config's hyper-parameters."
+    "AdamW (fused where torch has the kernel) or bitsandbytes' 8-bit AdamW, with the config's hyper-parameters."
     c = self.config
+    hyper = dict(lr=c.train_learning_rate, betas=(c.train_adam_beta1, c.train_adam_beta2),
+                 weight_decay=c.train_adam_weight_decay, eps=c.train_adam_epsilon)
     if c.train_use_8bit_adam:
         import bitsandbytes as bnb
-        cls = bnb.optim.AdamW8bit
-    else: cls = torch.optim.AdamW
-    return cls(params, lr=c.train_learning_rate, betas=(c.train_adam_beta1, c.train_adam_beta2),
-               weight_decay=c.train_adam_weight_decay, eps=c.train_adam_epsilon)
+        return bnb.optim.AdamW8bit(params, **hyper)
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in params)
+    return torch.optim.AdamW(params, **hyper, fused=fused or None)
 
-# %% ../nbs/05c_trainer.ipynb #1a9eede1
+# %% ../nbs/05c_trainer.ipynb #bcd96457
 @patch
 def step(self:ImageDDPOTrainer, epoch:int, global_step:int) -> int:
     "One DDPO epoch: sample, reward, advantages, `train_num_inner_epochs` PPO passes, callbacks, checkpoint."
@@ -218,7 +220,7 @@ def train(self:ImageDDPOTrainer, epochs:int|None=None):
         global_step = self.step(epoch, global_step)
     for cb in self.callbacks: cb.on_train_end(self)
 
-# %% ../nbs/05c_trainer.ipynb #ad8de721
+# %% ../nbs/05c_trainer.ipynb #adbf37c7
 @patch
 def _draw_inputs(self:ImageDDPOTrainer, n:int):
     "n validated `(prompt, image, metadata)` triples from `prompt_function`, images as one batch."
@@ -270,7 +272,7 @@ def _done(value) -> Future:
     "A finished future holding `value` (the synchronous path looks like the asynchronous one)."
     f = Future(); f.set_result(value); return f
 
-# %% ../nbs/05c_trainer.ipynb #8fe6023d
+# %% ../nbs/05c_trainer.ipynb #28dc7ab6
 def cat_rollouts(outs:list[RolloutOutput]) -> RolloutOutput:
     "Concatenate rollouts of one policy setting along the batch."
     shapes = {tuple(o.latents.shape[1:]) for o in outs}
@@ -283,7 +285,7 @@ def cat_rollouts(outs:list[RolloutOutput]) -> RolloutOutput:
     scalars = {f.name: getattr(outs[0], f.name) for f in dataclasses.fields(RolloutOutput) if f.name not in tensors and f.name != "prompts"}
     return RolloutOutput(**tensors, **scalars, prompts=[p for o in outs for p in o.prompts])
 
-# %% ../nbs/05c_trainer.ipynb #9a218b6d
+# %% ../nbs/05c_trainer.ipynb #cc096a6f
 @patch
 def compute_advantages(self:ImageDDPOTrainer, samples:RolloutOutput, rewards:torch.Tensor):
     "This process's advantages [n] and every process's rewards, normalised over all processes."
@@ -297,7 +299,7 @@ def compute_advantages(self:ImageDDPOTrainer, samples:RolloutOutput, rewards:tor
     n = len(rewards)
     return advantages[acc.process_index * n:(acc.process_index + 1) * n], all_rewards
 
-# %% ../nbs/05c_trainer.ipynb #59238c89
+# %% ../nbs/05c_trainer.ipynb #51ae4064
 @patch
 def compute_loss(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:torch.Tensor,
                  rows:torch.Tensor, steps:torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -332,7 +334,7 @@ def _reference_mean(self:ImageDDPOTrainer, x_t, t, cond, eta, x_next) -> torch.T
             finally: pipe.unet.enable_adapters()
     return ddim_step_with_logprob(pipe.scheduler, noise_pred, t, x_t, eta=eta, prev_sample=x_next).mean
 
-# %% ../nbs/05c_trainer.ipynb #224dd86d
+# %% ../nbs/05c_trainer.ipynb #e6e26867
 @patch
 def train_on_samples(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:torch.Tensor, epoch:int, inner:int,
                      global_step:int, log:dict|None=None) -> int:
@@ -378,7 +380,7 @@ def _optimizer_step(self:ImageDDPOTrainer, epoch:int, finite_loss:torch.Tensor) 
     if acc.optimizer_step_was_skipped: self.nonfinite_skipped += 1; return 0
     return 1
 
-# %% ../nbs/05c_trainer.ipynb #83fc81d9
+# %% ../nbs/05c_trainer.ipynb #59a953d6
 @patch
 def _epoch_stats(self:ImageDDPOTrainer, epoch, strength, all_rewards, losses, timer) -> dict:
     "Scalars for trackers and callbacks; also appended to `self.history`."
@@ -390,7 +392,7 @@ def _epoch_stats(self:ImageDDPOTrainer, epoch, strength, all_rewards, losses, ti
     self.history.append(stats)
     return stats
 
-# %% ../nbs/05c_trainer.ipynb #b0378bdb
+# %% ../nbs/05c_trainer.ipynb #8e887f09
 @patch
 def _trainable_state(self:ImageDDPOTrainer) -> dict[str, torch.Tensor]:
     "The trainable parameters of the (unwrapped) UNet, by name."

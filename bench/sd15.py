@@ -1,0 +1,129 @@
+"""Stable Diffusion 1.5 at its real shapes: samples/s and peak GPU memory of DDPO sampling and training at 512 px.
+
+The UNet, VAE and text encoder are built from SD 1.5's configurations with random weights: nothing is
+downloaded, and the compute and memory are those of the real model (weights don't change either). The
+tokenizer is the pocket model's (its vocabulary is smaller; the text encoder's cost does not depend on it).
+For each configuration (precision, LoRA or full fine-tuning, gradient checkpointing, channels-last), a
+fresh policy and `ImageDDPOTrainer`: one warm-up epoch, then the median of the timed epochs; peak memory is
+torch's peak allocation during the epochs (weights, optimizer state, activations). Plus the rollout against
+diffusers' `StableDiffusionImg2ImgPipeline` at 512 px in fp16.
+
+    python bench/sd15.py --out sd15.json          # needs CUDA
+    python bench/sd15.py --smoke                  # CPU: a narrow copy at 64 px, to check the code path
+"""
+import argparse, gc, json, statistics, sys, tempfile, time
+from pathlib import Path
+
+import torch
+from common import machine, synchronize
+
+def sd15_pipeline(device="cpu", size:int=512, width_divisor:int=1):
+    "A StableDiffusionPipeline with SD 1.5's architecture (random weights) on `device`; `width_divisor` narrows it (smoke runs)."
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+    from imageddpo import pocket_pipeline
+    w = lambda channels: tuple(c // width_divisor for c in channels)
+    with torch.device(device):
+        unet = UNet2DConditionModel(
+            sample_size=size // 8, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=w((320, 640, 1280, 1280)),
+            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",), up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+            cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32)
+        vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=size,
+                            block_out_channels=w((128, 256, 512, 512)) if width_divisor == 1 else (32, 64, 64, 64),
+                            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                            norm_num_groups=32, scaling_factor=0.18215)
+        text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                                    num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu"))
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                              set_alpha_to_one=False, steps_offset=1)
+    return StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=pocket_pipeline().tokenizer,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+
+# name -> trainer settings; "channels_last" converts the UNet's weights before training
+CONFIGS = {
+    "LoRA fp16":                 dict(use_lora=True, mixed_precision="fp16"),
+    "LoRA bf16":                 dict(use_lora=True, mixed_precision="bf16"),
+    "LoRA fp16 channels-last":   dict(use_lora=True, mixed_precision="fp16", channels_last=True),
+    "LoRA fp16 grad-ckpt":       dict(use_lora=True, mixed_precision="fp16", gradient_checkpointing=True),
+    "full bf16":                 dict(use_lora=False, mixed_precision="bf16"),
+    "full bf16 grad-ckpt":       dict(use_lora=False, mixed_precision="bf16", gradient_checkpointing=True),
+}
+SMOKE_CONFIGS = {"LoRA fp32": dict(use_lora=True, mixed_precision="no"),
+                 "full fp32 grad-ckpt": dict(use_lora=False, mixed_precision="no", gradient_checkpointing=True)}
+
+def train_config(name:str, settings:dict, device:str, size:int, width_divisor:int, epochs:int, workload:dict) -> dict:
+    "One configuration's epochs: median seconds per phase, samples/s and peak memory."
+    from imageddpo import I2IDDPOStableDiffusionPipeline, ImageDDPOConfig, ImageDDPOTrainer
+    settings = dict(settings)
+    channels_last = settings.pop("channels_last", False)
+    torch.manual_seed(0)
+    images = torch.rand(64, 3, size, size, generator=torch.Generator().manual_seed(0))
+    def prompt_function():
+        return "a photograph of a cat", images[int(torch.randint(len(images), ()))], {}
+    def reward_function(out, prompts, metadata):
+        return out.float().mean(dim=(1, 2, 3))
+    policy = I2IDDPOStableDiffusionPipeline(sd15_pipeline(device, size, width_divisor), use_lora=settings["use_lora"])
+    if channels_last: policy.unet.to(memory_format=torch.channels_last)
+    config = ImageDDPOConfig(**workload, **settings, num_epochs=epochs, save_freq=10**6, output_dir=tempfile.mkdtemp())
+    trainer = ImageDDPOTrainer(config, reward_function, prompt_function, policy)
+    if device == "cuda": torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
+    epoch_times = []
+    for epoch in range(epochs):
+        start = time.perf_counter(); trainer.step(epoch, trainer.global_step); synchronize()
+        epoch_times.append(time.perf_counter() - start)
+    timed = trainer.history[1:]
+    med = lambda key: statistics.median(h[key] for h in timed)
+    n = workload["sample_batch_size"] * workload["sample_num_batches_per_epoch"]
+    epoch_s = statistics.median(epoch_times[1:])
+    row = {"config": name, **settings, "channels_last": channels_last, "samples_per_epoch": n,
+           "trained_steps": config.trained_steps(0), "sample_s": med("sample_s"), "train_s": med("train_s"), "epoch_s": epoch_s,
+           "sampling_samples_per_s": n / med("sample_s"), "training_samples_per_s": n / med("train_s"),
+           "epoch_samples_per_s": n / epoch_s,
+           "trainable_params": sum(p.numel() for p in policy.trainable_parameters())}
+    if device == "cuda": row["gpu_peak_allocated_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    del trainer, policy; gc.collect()
+    if device == "cuda": torch.cuda.empty_cache()
+    return row
+
+def rollout_rows(device:str, size:int, width_divisor:int, dtype, repeats:int=5) -> list[dict]:
+    "Our rollout vs diffusers' img2img on the same SD 1.5-shaped components (batch 4, guidance 7.5, N=20)."
+    import rollout
+    rollout.MODELS["sd15"] = (lambda: sd15_pipeline(device, size, width_divisor).to(dtype=dtype), size)
+    return rollout.bench("sd15", device, repeats, batch=4, steps=20, strengths=(0.4, 0.8), guidances=(7.5,))
+
+def run(device:str|None=None, size:int=512, epochs:int=3, smoke:bool=False, progress=print) -> dict:
+    "Every configuration on `device` (CUDA unless `smoke`), plus the rollout comparison."
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if smoke: size, width_divisor, configs, epochs = 64, 10, SMOKE_CONFIGS, 2
+    else:
+        if device != "cuda": raise SystemExit("bench/sd15.py needs a CUDA device (or --smoke for a CPU check of the code path)")
+        width_divisor, configs = 1, CONFIGS
+    workload = dict(sample_num_steps=4 if smoke else 20, noise_strength=0.5, train_timestep_fraction=0.5, sample_guidance_scale=5.0,
+                    sample_batch_size=2 if smoke else 8, sample_num_batches_per_epoch=1 if smoke else 2,
+                    train_batch_size=2 if smoke else 4)
+    rows = []
+    for name, settings in configs.items():
+        rows.append(train_config(name, settings, device, size, width_divisor, epochs, workload))
+        r = rows[-1]
+        progress(f"  sd15 {name}: epoch {r['epoch_s']:.2f} s, sampling {r['sampling_samples_per_s']:.1f} samples/s, "
+                 f"training {r['training_samples_per_s']:.1f} samples/s"
+                 + (f", peak {r['gpu_peak_allocated_gb']:.2f} GB" if "gpu_peak_allocated_gb" in r else ""))
+    dtype = torch.float32 if smoke else torch.float16
+    roll = rollout_rows(device, size, width_divisor, dtype, repeats=2 if smoke else 5)
+    return {"setup": dict(size=size, width_divisor=width_divisor, epochs=epochs, timed_epochs=epochs - 1, **workload,
+                          rollout=dict(batch=4, num_inference_steps=20, guidance=7.5, dtype=str(dtype))),
+            "rows": rows, "rollout": roll}
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default=None)
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--smoke", action="store_true", help="a narrow 64 px copy on the CPU: checks the code path, measures nothing")
+    p.add_argument("--out", default=None)
+    a = p.parse_args()
+    result = {"machine": machine(), **run(a.device, a.size, a.epochs, a.smoke)}
+    print(json.dumps(result["rollout"], indent=1))
+    if a.out: Path(a.out).write_text(json.dumps(result, indent=1)); print("wrote", a.out)
+
+if __name__ == "__main__": main()
