@@ -17,9 +17,17 @@ def median_time(fn, repeats:int=5) -> float:
     fn(); synchronize()
     return statistics.median(timed(fn) for _ in range(repeats))
 
+def peak_rss_mb() -> float:
+    "This process's peak resident memory in MB: Linux's VmHWM (ru_maxrss would include the parent's memory at fork)."
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"): return round(int(line.split()[1]) / 1024, 1)
+    except OSError: pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
 def peak_memory() -> dict:
     "This process's peak resident memory and, on CUDA, torch's peak allocated memory, in MB."
-    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    out = {"peak_rss_mb": peak_rss_mb()}
     import torch
     if torch.cuda.is_available(): out["gpu_peak_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out

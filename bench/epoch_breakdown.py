@@ -63,19 +63,23 @@ def worker(model:str, strength:float, guidance:float, epochs:int, repeats:int) -
             "train_s": phase("train_s"), "floor_s": sum(floor.values()), **{f"floor_{k}": v for k, v in floor.items()},
             **peak_memory()}
 
-def run(models=("pocket", "mid"), strengths=(0.2, 0.4, 0.6, 0.8, 1.0), epochs:int=3, repeats:int=5,
+def run(models=("pocket", "mid"), strengths=(0.2, 0.4, 0.6, 0.8, 1.0), epochs:int|dict=3, repeats:int|dict=5,
         cfg_strength:float=0.6, cfg_guidance:float=5.0, progress=print) -> dict:
-    "Every (model, strength) at guidance 1, plus `cfg_strength` under CFG, each in its own process."
+    "Every (model, strength) at guidance 1, plus `cfg_strength` under CFG, each in its own process; `epochs` and `repeats` may be per model."
+    per_model = lambda value: value if isinstance(value, dict) else {m: value for m in models}
+    epochs, repeats = per_model(epochs), per_model(repeats)
     configs = [(m, s, 1.0) for m in models for s in strengths] + [(m, cfg_strength, cfg_guidance) for m in models]
     rows = []
     for model, strength, guidance in configs:
-        r = run_worker(sys.executable, __file__, ["--worker", model, strength, guidance, "--epochs", epochs, "--repeats", repeats])
+        r = run_worker(sys.executable, __file__, ["--worker", model, strength, guidance, "--epochs", epochs[model],
+                                                  "--repeats", repeats[model]])
         r["overhead_ratio"] = r["epoch_s"] / r["floor_s"]
         r["other_s"] = r["epoch_s"] - r["sample_s"] - r["reward_wait_s"] - r["train_s"]
         rows.append(r)
         progress(f"  epoch {model} s={strength} g={guidance}: {r['epoch_s']:.3f} s, overhead ratio {r['overhead_ratio']:.3f}")
     return {"setup": dict(sample_batch_size=SAMPLE_BATCH, batches=BATCHES, train_batch_size=TRAIN_BATCH, num_inference_steps=N,
-                          train_timestep_fraction=1.0, epochs=epochs, timed_epochs=epochs - 1, floor_repeats=repeats),
+                          train_timestep_fraction=1.0, epochs=epochs, timed_epochs={m: e - 1 for m, e in epochs.items()},
+                          floor_repeats=repeats),
             "rows": rows, "scaling": {m: linear_fit([r for r in rows if r["model"] == m and r["guidance"] == 1.0]) for m in models}}
 
 def linear_fit(rows:list[dict]) -> dict:

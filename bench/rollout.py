@@ -58,10 +58,11 @@ def bench(model:str, device:str, repeats:int, batch:int=4, steps:int=10,
             rows.append(row)
     return rows
 
-def run(models=("pocket", "mid"), repeats:int=5, steps:int=10, device:str|None=None) -> dict:
-    "The rollout section: every model's rows, the settings and this process's peak memory."
+def run(models=("pocket", "mid"), repeats:int|dict=5, steps:int=10, device:str|None=None) -> dict:
+    "The rollout section: every model's rows (`repeats` may be per model), the settings and this process's peak memory."
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    rows = [row for model in models for row in bench(model, device, repeats, steps=steps)]
+    repeats = repeats if isinstance(repeats, dict) else {m: repeats for m in models}
+    rows = [row for model in models for row in bench(model, device, repeats[model], steps=steps)]
     return {"setup": dict(batch=4, num_inference_steps=steps, repeats=repeats, device=device), "rows": rows, **peak_memory()}
 
 def main():

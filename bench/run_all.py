@@ -64,15 +64,16 @@ def table(result:dict) -> str:
     add(f"imageddpo benchmarks - {result['date']} - {m['cpu']}, {m['cores']} cores, torch {m['torch']}"
         + (f", {m['gpu']}" if m["gpu"] else ", no GPU") + f" - {result['wall_s']:.0f} s")
     s = result["rollout"]["setup"]
-    add(f"\n1. rollout vs StableDiffusionImg2ImgPipeline (batch {s['batch']}, N={s['num_inference_steps']}, {s['device']}, "
-        f"median of {s['repeats']})")
+    add(f"\n1. rollout vs StableDiffusionImg2ImgPipeline (batch {s['batch']}, N={s['num_inference_steps']}, {s['device']}, median of "
+        + ", ".join(f"{n} ({m})" for m, n in s["repeats"].items()) + ")")
     add(f"{'model':8s} {'g':>4s} {'s':>4s} {'K':>3s} {'ours ms':>9s} {'diffusers':>10s} {'ratio':>6s}")
     for r in result["rollout"]["rows"]:
         add(f"{r['model']:8s} {r['guidance']:4g} {r['noise_strength']:4g} {r['executed_steps']:3d} {r['ours_s']*1e3:9.1f} "
             f"{r['diffusers_s']*1e3:10.1f} {r['ratio']:6.3f}")
     s = result["epoch"]["setup"]
     add(f"\n2-3, 5. epoch breakdown, floor, scaling, memory ({s['sample_batch_size']}x{s['batches']} samples, train batch "
-        f"{s['train_batch_size']}, N={s['num_inference_steps']}, all K steps trained, median of {s['timed_epochs']} epochs)")
+        f"{s['train_batch_size']}, N={s['num_inference_steps']}, all K steps trained; median of "
+        + ", ".join(f"{n} epochs ({m})" for m, n in s["timed_epochs"].items()) + ")")
     add(f"{'model':8s} {'g':>4s} {'s':>4s} {'K':>3s} {'epoch s':>8s} {'sample':>7s} {'reward':>7s} {'train':>7s} {'other':>7s} "
         f"{'floor':>7s} {'ratio':>6s} {'RSS MB':>7s}")
     for r in result["epoch"]["rows"]:
@@ -85,7 +86,8 @@ def table(result:dict) -> str:
     if "original" in result:
         s = result["original"]["setup"]
         add(f"\n4. vs imageddpo 0.1.2 + trl 0.21 ({s['sample_batch_size']}x{s['batches']} samples, s={s['noise_strength']}, "
-            f"{s['trained_steps']} trained steps, {s['rounds']} fresh processes x {s['epochs'] - 1} timed epochs each)")
+            f"{s['trained_steps']} trained steps; fresh processes x timed epochs: "
+            + ", ".join(f"{s['rounds'][m]} x {s['epochs'][m] - 1} ({m})" for m in s["rounds"]) + ")")
         add(f"{'model':8s} {'g':>4s} {'ours s':>8s} {'0.1.2 s':>8s} {'speedup':>8s} {'PPO x':>6s} {'RSS MB':>7s} {'0.1.2 MB':>8s}")
         for r in result["original"]["rows"]:
             add(f"{r['model']:8s} {r['guidance']:4g} {r['ours_epoch_s']:8.3f} {r['seed_epoch_s']:8.3f} {r['epoch_speedup']:7.2f}x "
@@ -120,13 +122,15 @@ def main():
     start, cuda = time.perf_counter(), torch.cuda.is_available()
     models = ("pocket",) if a.quick else ("pocket", "mid")
     result = {"date": datetime.date.today().isoformat(), "machine": machine(), "quick": a.quick}
-    log("1. rollout"); result["rollout"] = rollout.run(models, repeats=3 if a.quick else 5)
-    log("2-3. epochs"); result["epoch"] = epoch_breakdown.run(models, epochs=3, repeats=3 if a.quick else 5, progress=log)
+    log("1. rollout"); result["rollout"] = rollout.run(models, repeats={"pocket": 3 if a.quick else 7, "mid": 3})
+    log("2-3. epochs")  # the pocket model's epochs take a fraction of a second: more of them, for stable medians
+    result["epoch"] = epoch_breakdown.run(models, epochs={"pocket": 4 if a.quick else 7, "mid": 3},
+                                          repeats={"pocket": 5 if a.quick else 15, "mid": 5}, progress=log)
     if a.quick or a.skip_original: result["original_skipped"] = "--quick" if a.quick else "--skip-original"
     else:
         try:
             log("4. imageddpo 0.1.2"); python = a.seed_python or seed_python(log)
-            result["original"] = trainer_epoch.run(python, models, rounds=2, epochs=3, progress=log)
+            result["original"] = trainer_epoch.run(python, models, rounds={"pocket": 2, "mid": 1}, epochs=4, progress=log)
         except (RuntimeError, subprocess.CalledProcessError) as e:
             result["original_skipped"] = f"the 0.1.2 environment failed: {str(e).splitlines()[0]}"; log(str(e))
     if cuda:

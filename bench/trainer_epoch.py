@@ -62,8 +62,10 @@ def worker(impl:str, model:str, guidance:float, epochs:int, size:int) -> dict:
         times.append((time.perf_counter() - start, train_time[0]))
     return {"times": times, **peak_memory()}
 
-def run(seed_python:str, models=("pocket", "mid"), rounds:int=2, epochs:int=3, progress=print) -> dict:
-    "Both implementations on every (model, guidance), alternating, each run in its own process."
+def run(seed_python:str, models=("pocket", "mid"), rounds:int|dict=2, epochs:int|dict=3, progress=print) -> dict:
+    "Both implementations on every (model, guidance), alternating, each run in its own process; `rounds`, `epochs` may be per model."
+    per_model = lambda value: value if isinstance(value, dict) else {m: value for m in models}
+    rounds, epochs = per_model(rounds), per_model(epochs)
     from imageddpo import pocket_pipeline, tiny_pipeline
     from rollout import MODELS
     root = Path(tempfile.mkdtemp())
@@ -73,10 +75,10 @@ def run(seed_python:str, models=("pocket", "mid"), rounds:int=2, epochs:int=3, p
         path = root/model; make().save_pretrained(path)
         for guidance in (1.0, 5.0):
             times, memory = {"ours": [], "seed": []}, {"ours": [], "seed": []}
-            for _ in range(rounds):
+            for _ in range(rounds[model]):
                 for impl, python in (("ours", sys.executable), ("seed", seed_python)):
                     r = run_worker(python, __file__, ["--worker", impl, "--model", path, "--guidance", guidance,
-                                                      "--epochs", epochs, "--size", size])
+                                                      "--epochs", epochs[model], "--size", size])
                     times[impl] += r["times"][1:]; memory[impl].append(r["peak_rss_mb"])
             med = lambda impl, i: statistics.median(t[i] for t in times[impl])
             ours, seed, ours_ppo, seed_ppo = med("ours", 0), med("seed", 0), med("ours", 1), med("seed", 1)

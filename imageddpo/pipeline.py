@@ -7,7 +7,7 @@ Docs: https://hectorastrom.github.io/imageddpo/pipeline.html.md"""
 # %% auto #0
 __all__ = ['LORA_TARGET_MODULES', 'img2img_timesteps', 'to_image_batch', 'RolloutOutput', 'I2IDDPOStableDiffusionPipeline']
 
-# %% ../nbs/02_pipeline.ipynb #50224d23
+# %% ../nbs/02_pipeline.ipynb #3e053165
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from peft.utils import get_peft_model_state_dict
 
 from .scheduler import _zero_variance_reason, ddim_step_with_logprob
 
-# %% ../nbs/02_pipeline.ipynb #62662054
+# %% ../nbs/02_pipeline.ipynb #542c56ac
 def img2img_timesteps(scheduler:DDIMScheduler, # set to `num_inference_steps` by this call
                       num_inference_steps:int, # N, the length of the full schedule
                       noise_strength:float,    # s in (0, 1]: the fraction of the schedule to re-run
@@ -41,7 +41,7 @@ def img2img_timesteps(scheduler:DDIMScheduler, # set to `num_inference_steps` by
     scheduler.set_timesteps(num_inference_steps)
     return scheduler.timesteps[num_inference_steps - executed:]
 
-# %% ../nbs/02_pipeline.ipynb #144d2ccd
+# %% ../nbs/02_pipeline.ipynb #791ac569
 def _one_image(x, where:str) -> torch.Tensor:
     "One image as a float32 CHW tensor in [0, 1]."
     if isinstance(x, PIL.Image.Image): x = np.asarray(x.convert("RGB"))
@@ -71,7 +71,7 @@ def to_image_batch(images) -> torch.Tensor:
     if len(sizes) > 1: raise ValueError(f"images: all images in a batch must have one size, got H x W sizes {sizes}")
     return torch.stack(batch)
 
-# %% ../nbs/02_pipeline.ipynb #f5262c54
+# %% ../nbs/02_pipeline.ipynb #815aa958
 LORA_TARGET_MODULES = ("to_k", "to_q", "to_v", "to_out.0")
 
 @dataclass
@@ -92,7 +92,7 @@ class RolloutOutput:
     num_inference_steps: int
     pred_original_samples: torch.Tensor | None = None  # [B, K, C, h, w]: predicted x_0 latent at each step
 
-# %% ../nbs/02_pipeline.ipynb #7b92d190
+# %% ../nbs/02_pipeline.ipynb #b850d7a4
 class I2IDDPOStableDiffusionPipeline:
     "An image-to-image DDPO policy on a Stable Diffusion 1.x pipeline: rollouts with log-probs, LoRA or full training."
     def __init__(self,
@@ -152,7 +152,7 @@ class I2IDDPOStableDiffusionPipeline:
         "The parameters DDPO updates: the LoRA adapter's, or the whole UNet's."
         return [p for p in self.unet.parameters() if p.requires_grad]
 
-# %% ../nbs/02_pipeline.ipynb #8414e6eb
+# %% ../nbs/02_pipeline.ipynb #94e88b36
 @patch
 @torch.no_grad()
 def encode_prompts(self:I2IDDPOStableDiffusionPipeline, prompts:list[str], guidance_scale:float,
@@ -187,7 +187,7 @@ def predict_noise(self:I2IDDPOStableDiffusionPipeline,
     noise_pred = uncond + guidance_scale * (text - uncond)
     return rescale_noise_cfg(noise_pred, text, guidance_rescale) if guidance_rescale > 0 else noise_pred
 
-# %% ../nbs/02_pipeline.ipynb #5a9a2f69
+# %% ../nbs/02_pipeline.ipynb #9198b411
 @patch
 def check_inputs(self:I2IDDPOStableDiffusionPipeline, images:torch.Tensor, prompts, noise_strength:float,
                  num_inference_steps:int, guidance_scale:float, eta:float, generator) -> tuple[list[str], torch.Tensor]:
@@ -208,7 +208,7 @@ def check_inputs(self:I2IDDPOStableDiffusionPipeline, images:torch.Tensor, promp
     if eta > 0 and (reason := _zero_variance_reason(self.scheduler, timesteps)): raise ValueError(reason)
     return list(prompts), timesteps
 
-# %% ../nbs/02_pipeline.ipynb #fcf381d3
+# %% ../nbs/02_pipeline.ipynb #361154c3
 @patch
 @torch.no_grad()
 def _prepare_latents(self:I2IDDPOStableDiffusionPipeline, images:torch.Tensor, start:torch.Tensor, generator) -> torch.Tensor:
@@ -221,6 +221,12 @@ def _prepare_latents(self:I2IDDPOStableDiffusionPipeline, images:torch.Tensor, s
     latents = (self.vae.config.scaling_factor * latents).to(dtype)
     noise = randn_tensor(latents.shape, generator=generator, device=device, dtype=dtype)
     return self.scheduler.add_noise(latents, noise, start.repeat(latents.shape[0]))
+
+def _step_noises(shape, steps:int, generator, device, dtype) -> torch.Tensor:
+    "The DDIM noise of all `steps` steps, [steps, *shape] on `device`, drawn in the order the scheduler draws it."
+    first = generator[0] if isinstance(generator, list) else generator
+    draw_on = torch.device(device) if first is None else first.device
+    return torch.stack([randn_tensor(shape, generator=generator, device=draw_on, dtype=dtype) for _ in range(steps)]).to(device)
 
 @patch
 @torch.no_grad()
@@ -255,10 +261,12 @@ def rollout(self:I2IDDPOStableDiffusionPipeline,
     # 3. encode the images and noise them to the first executed timestep
     latents = self._prepare_latents(images, timesteps[:1], generator)
     # 4. denoise, recording every latent, log-prob and (optionally) predicted x_0
+    noises = _step_noises(latents.shape, len(timesteps), generator, device, latents.dtype) if eta > 0 else None
     trajectory, log_probs, pred_x0 = [latents], [], []
-    for t in timesteps:
+    for k, t in enumerate(timesteps):
         noise_pred = self.predict_noise(latents, t, prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_rescale)
-        step = ddim_step_with_logprob(self.scheduler, noise_pred, t, latents, eta=eta, generator=generator)
+        step = ddim_step_with_logprob(self.scheduler, noise_pred, t, latents, eta=eta,
+                                      variance_noise=None if noises is None else noises[k])
         latents = step.prev_sample
         trajectory.append(latents)
         if eta > 0: log_probs.append(step.log_prob)
@@ -272,7 +280,7 @@ def rollout(self:I2IDDPOStableDiffusionPipeline,
         eta=eta, noise_strength=noise_strength, num_inference_steps=num_inference_steps,
         pred_original_samples=torch.stack(pred_x0, dim=1) if return_pred_original_samples else None)
 
-# %% ../nbs/02_pipeline.ipynb #ee830b69
+# %% ../nbs/02_pipeline.ipynb #a4af4437
 @patch
 def replay_log_probs(self:I2IDDPOStableDiffusionPipeline, out:RolloutOutput, steps=None) -> torch.Tensor:
     "Recompute the log-probs of `out`'s recorded steps (all, or the indices `steps`) under the current weights; [B, len(steps)]."
@@ -288,7 +296,7 @@ def replay_log_probs(self:I2IDDPOStableDiffusionPipeline, out:RolloutOutput, ste
         log_probs.append(step.log_prob)
     return torch.stack(log_probs, dim=1)
 
-# %% ../nbs/02_pipeline.ipynb #aaab64dd
+# %% ../nbs/02_pipeline.ipynb #63797b85
 @patch
 def save_pretrained(self:I2IDDPOStableDiffusionPipeline, save_directory:str|Path):
     "Save the LoRA weights (diffusers' `load_lora_weights` format) or, for full fine-tuning, the whole pipeline."

@@ -19,3 +19,26 @@ def test_fp16_training_runs_and_stays_finite(tmp_path, use_lora):
     assert all(torch.isfinite(v).all() for v in after.values())
     assert any(not torch.equal(before[k], after[k]) for k in after), "the weights must move"
     assert trainer.sd_pipeline.vae.dtype == torch.float16
+
+@pytest.mark.gpu
+def test_the_denoising_loop_never_waits_on_the_device():
+    "The rollout's loop body (UNet call, DDIM step with its pre-drawn noise) issues no host-device synchronisation."
+    from imageddpo.pipeline import _step_noises
+    from imageddpo.scheduler import ddim_step_with_logprob
+    policy = I2IDDPOStableDiffusionPipeline(tiny_pipeline().to("cuda"))
+    policy.scheduler.set_timesteps(10)
+    timesteps = policy.scheduler.timesteps[4:].to("cuda")
+    latents = torch.randn(2, 4, 8, 8, device="cuda")
+    cond, _ = policy.encode_prompts(["a photo"] * 2, 1.0)
+    noises = _step_noises(latents.shape, len(timesteps), torch.Generator().manual_seed(0), "cuda", latents.dtype)
+    with torch.no_grad():  # a warm-up step caches the alpha table on the device
+        ddim_step_with_logprob(policy.scheduler, latents, timesteps[0], latents, eta=1.0, variance_noise=noises[0])
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with torch.no_grad():
+            for k, t in enumerate(timesteps):
+                noise_pred = policy.predict_noise(latents, t, cond, None, 1.0)
+                latents = ddim_step_with_logprob(policy.scheduler, noise_pred, t, latents, eta=1.0, variance_noise=noises[k]).prev_sample
+    finally: torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(latents).all()
