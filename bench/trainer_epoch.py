@@ -20,8 +20,9 @@ from pathlib import Path
 from common import digit_inputs, machine, peak_memory, run_worker
 
 SAMPLE_BATCH, BATCHES, TRAIN_BATCH, N, STRENGTH = 8, 2, 4, 10, 0.5
+TRAINED = int(N * STRENGTH)  # trained steps per sample (all K executed ones)
 
-def worker(impl:str, model:str, guidance:float, epochs:int, size:int) -> dict:
+def worker(impl:str, model:str, guidance:float, epochs:int, size:int, per_pass:int=1) -> dict:
     "Time `epochs` epochs (and their PPO phase) of one implementation in this process."
     import torch
     torch.manual_seed(0)
@@ -38,7 +39,8 @@ def worker(impl:str, model:str, guidance:float, epochs:int, size:int) -> dict:
                   save_freq=10**6, num_epochs=epochs)
     if impl == "ours":
         from imageddpo import I2IDDPOStableDiffusionPipeline, ImageDDPOConfig, ImageDDPOTrainer
-        config = ImageDDPOConfig(**common, noise_strength=STRENGTH, train_timestep_fraction=1.0, output_dir=out_dir)
+        config = ImageDDPOConfig(**common, noise_strength=STRENGTH, train_timestep_fraction=1.0, output_dir=out_dir,
+                                 train_timesteps_per_pass=per_pass)
         trainer = ImageDDPOTrainer(config, reward_function, prompt_function, I2IDDPOStableDiffusionPipeline(model))
     else:
         from trl import DDPOConfig
@@ -63,7 +65,8 @@ def worker(impl:str, model:str, guidance:float, epochs:int, size:int) -> dict:
     return {"times": times, **peak_memory()}
 
 def run(seed_python:str, models=("pocket", "mid"), rounds:int|dict=2, epochs:int|dict=3, progress=print) -> dict:
-    "Both implementations on every (model, guidance), alternating, each run in its own process; `rounds`, `epochs` may be per model."
+    """Both implementations on every (model, guidance), alternating, each run in its own process; `rounds`, `epochs` may be
+    per model. At guidance 1 also ours with all trained steps of a minibatch in one UNet call (`train_timesteps_per_pass`)."""
     per_model = lambda value: value if isinstance(value, dict) else {m: value for m in models}
     rounds, epochs = per_model(rounds), per_model(epochs)
     from imageddpo import pocket_pipeline, tiny_pipeline
@@ -74,19 +77,26 @@ def run(seed_python:str, models=("pocket", "mid"), rounds:int|dict=2, epochs:int
         make, size = MODELS[model]
         path = root/model; make().save_pretrained(path)
         for guidance in (1.0, 5.0):
-            times, memory = {"ours": [], "seed": []}, {"ours": [], "seed": []}
+            impls = [("ours", sys.executable, 1), ("seed", seed_python, 1)]
+            if guidance <= 1: impls.append(("ours_batched", sys.executable, TRAINED))
+            times, memory = {impl: [] for impl, *_ in impls}, {impl: [] for impl, *_ in impls}
             for _ in range(rounds[model]):
-                for impl, python in (("ours", sys.executable), ("seed", seed_python)):
-                    r = run_worker(python, __file__, ["--worker", impl, "--model", path, "--guidance", guidance,
-                                                      "--epochs", epochs[model], "--size", size])
+                for impl, python, per_pass in impls:
+                    r = run_worker(python, __file__, ["--worker", impl.split("_")[0], "--model", path, "--guidance", guidance,
+                                                      "--epochs", epochs[model], "--size", size, "--per-pass", per_pass])
                     times[impl] += r["times"][1:]; memory[impl].append(r["peak_rss_mb"])
             med = lambda impl, i: statistics.median(t[i] for t in times[impl])
             ours, seed, ours_ppo, seed_ppo = med("ours", 0), med("seed", 0), med("ours", 1), med("seed", 1)
-            rows.append({"model": model, "guidance": guidance, "ours_epoch_s": ours, "seed_epoch_s": seed,
-                         "epoch_speedup": seed / ours, "ours_ppo_s": ours_ppo, "seed_ppo_s": seed_ppo,
-                         "ppo_speedup": seed_ppo / ours_ppo, "epochs_timed": len(times["ours"]),
-                         "ours_peak_rss_mb": max(memory["ours"]), "seed_peak_rss_mb": max(memory["seed"])})
-            progress(f"  vs 0.1.2 {model} g={guidance}: epoch {ours:.3f} s vs {seed:.3f} s ({seed / ours:.2f}x)")
+            row = {"model": model, "guidance": guidance, "ours_epoch_s": ours, "seed_epoch_s": seed,
+                   "epoch_speedup": seed / ours, "ours_ppo_s": ours_ppo, "seed_ppo_s": seed_ppo,
+                   "ppo_speedup": seed_ppo / ours_ppo, "epochs_timed": len(times["ours"]),
+                   "ours_peak_rss_mb": max(memory["ours"]), "seed_peak_rss_mb": max(memory["seed"])}
+            if "ours_batched" in times:
+                row.update(batched_epoch_s=med("ours_batched", 0), batched_speedup=seed / med("ours_batched", 0),
+                           batched_peak_rss_mb=max(memory["ours_batched"]))
+            rows.append(row)
+            progress(f"  vs 0.1.2 {model} g={guidance}: epoch {ours:.3f} s vs {seed:.3f} s ({seed / ours:.2f}x)"
+                     + (f"; {TRAINED} steps per call {row['batched_speedup']:.2f}x" if "batched_speedup" in row else ""))
     return {"setup": dict(sample_batch_size=SAMPLE_BATCH, batches=BATCHES, train_batch_size=TRAIN_BATCH, num_inference_steps=N,
                           noise_strength=STRENGTH, trained_steps=int(N * STRENGTH), rounds=rounds, epochs=epochs), "rows": rows}
 
@@ -96,12 +106,12 @@ def main():
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--worker"); p.add_argument("--model"); p.add_argument("--guidance", type=float)
-    p.add_argument("--size", type=int)
+    p.add_argument("--size", type=int); p.add_argument("--per-pass", type=int, default=1)
     p.add_argument("--models", nargs="*", default=["pocket", "mid"])
     p.add_argument("--out", default=None)
     a = p.parse_args()
     if a.worker:
-        print(json.dumps(worker(a.worker, a.model, a.guidance, a.epochs, a.size))); return
+        print(json.dumps(worker(a.worker, a.model, a.guidance, a.epochs, a.size, a.per_pass))); return
     result = {"machine": machine(), **run(a.seed_python, a.models, a.rounds, a.epochs)}
     if a.out: Path(a.out).write_text(json.dumps(result, indent=1)); print("wrote", a.out)
 

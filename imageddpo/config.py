@@ -7,7 +7,7 @@ Docs: https://hectorastrom.github.io/imageddpo/config.html.md"""
 # %% auto #0
 __all__ = ['NoiseStrength', 'TRL_FIELDS', 'ImageDDPOConfig', 'noise_strength_at', 'executed_steps', 'trained_steps', 'from_trl']
 
-# %% ../nbs/05_config.ipynb #89b7e970
+# %% ../nbs/05_config.ipynb #236cd265
 import dataclasses, importlib.util, sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,7 @@ import torch
 
 from .pipeline import LORA_TARGET_MODULES
 
-# %% ../nbs/05_config.ipynb #8f9e4f18
+# %% ../nbs/05_config.ipynb #d5d31785
 NoiseStrength = float | tuple[float, float] | Callable[[int], float]
 
 @dataclass
@@ -78,11 +78,12 @@ class ImageDDPOConfig:
     kl_coef: float = 0.0               # weight of KL(policy || reference) per step; 0 = off
     on_nonfinite: str = "raise"        # a NaN/inf loss or gradient: "raise", or "skip" the update (counted, logged)
     gradient_checkpointing: bool = False  # recompute UNet activations in the backward pass: less memory, ~30% more train time
+    train_timesteps_per_pass: int = 1  # trained timesteps of a minibatch batched into one UNet call: fewer, bigger calls, more memory
     output_dir: str = "imageddpo-output"
 
     def __post_init__(self): _validate(self)
 
-# %% ../nbs/05_config.ipynb #90097b62
+# %% ../nbs/05_config.ipynb #44e3f368
 def noise_strength_at(config:ImageDDPOConfig, epoch:int) -> float:
     "The noise strength of `epoch` (0-based) under `config.noise_strength`."
     s = config.noise_strength
@@ -103,7 +104,7 @@ def trained_steps(config:ImageDDPOConfig, epoch:int) -> int:
 ImageDDPOConfig.noise_strength_at = noise_strength_at
 ImageDDPOConfig.trained_steps = trained_steps
 
-# %% ../nbs/05_config.ipynb #f2d00626
+# %% ../nbs/05_config.ipynb #70e84a0e
 _TRACKERS = (None, "wandb", "tensorboard")
 _PRECISIONS = ("no", "fp16", "bf16")
 
@@ -115,7 +116,7 @@ def _validate(c:ImageDDPOConfig):
     for name in ("num_epochs", "save_freq", "num_checkpoint_limit", "sample_num_steps", "sample_batch_size",
                  "sample_num_batches_per_epoch", "train_batch_size", "train_gradient_accumulation_steps",
                  "train_num_inner_epochs", "per_prompt_stat_tracking_buffer_size", "per_prompt_stat_tracking_min_count",
-                 "max_workers", "lora_rank"):
+                 "max_workers", "lora_rank", "train_timesteps_per_pass"):
         need(isinstance(getattr(c, name), int) and getattr(c, name) >= 1, name, "must be an int >= 1")
     need(c.log_with in _TRACKERS, "log_with", f"must be one of {_TRACKERS}")
     need(c.mixed_precision in _PRECISIONS, "mixed_precision", f"must be one of {_PRECISIONS}")
@@ -154,7 +155,7 @@ def _validate(c:ImageDDPOConfig):
         need(int(k * c.train_timestep_fraction) >= 1, "train_timestep_fraction",
              f"trains int({k} * {c.train_timestep_fraction}) = 0 of the {k} executed steps at epoch {epoch}")
 
-# %% ../nbs/05_config.ipynb #6f607803
+# %% ../nbs/05_config.ipynb #85464d5e
 _names = [f.name for f in dataclasses.fields(ImageDDPOConfig)]
 TRL_FIELDS = tuple(_names[:_names.index("push_to_hub") + 1])  # the DDPOConfig part, in TRL's order
 
