@@ -12,13 +12,14 @@
 5. memory   - peak RSS (and CUDA peak allocation) of every configuration, in its own process
 6. sd15     - CUDA only: SD 1.5 shapes at 512 px, fp16 / bf16, LoRA / full: samples/s and peak memory
               (goal: LoRA training at train batch 4 under 12 GB)
+7. micro    - the measurements behind the trainer's choices (fused AdamW, device lookups, channels-last, batch doubling)
 Models: "pocket" is the shipped 32 px model; "mid" has SD 1.x's blocks at 128 px (16x16 latents), where the
 UNet's compute dominates as it does in real SD. Every figure is a median; each section states its settings.
 """
 import argparse, datetime, json, os, subprocess, sys, time
 from pathlib import Path
 
-from common import machine
+from common import machine, run_worker
 
 HERE = Path(__file__).parent
 SEED_VENV = Path(os.environ.get("IMAGEDDPO_BENCH_SEEDVENV", Path.home()/".cache"/"imageddpo"/"bench-seedvenv"))
@@ -85,7 +86,7 @@ def table(result:dict) -> str:
             f"{r['overhead_ratio']:6.3f} {r['peak_rss_mb']:7.0f}")
     for model, fit in result["epoch"]["scaling"].items():
         add(f"  scaling {model}: epoch = {fit['intercept_s']:.3f} s + {fit['per_step_s']:.3f} s x K, R^2 {fit['r2']:.4f}, "
-            f"largest deviation from the line {fit['max_rel_deviation']:.1%}")
+            f"largest deviation from the line {fit['max_rel_deviation']:.1%} ({fit.get('method', 'one process per strength')})")
     if "original" in result:
         s = result["original"]["setup"]
         add(f"\n4. vs imageddpo 0.1.2 + trl 0.21 ({s['sample_batch_size']}x{s['batches']} samples, s={s['noise_strength']}, "
@@ -111,6 +112,22 @@ def table(result:dict) -> str:
             add(f"  rollout vs img2img at {s['size']} px, s={r['noise_strength']}: {r['ours_s']*1e3:.0f} ms vs "
                 f"{r['diffusers_s']*1e3:.0f} ms, ratio {r['ratio']:.3f}")
     else: add("\n6. SD 1.5 shapes: not run (no CUDA device)")
+    if "micro" in result:
+        m = result["micro"]
+        add("\n7. micro-measurements (mid model unless named)")
+        for name in ("pocket", "mid"):
+            a = m[f"adamw_{name}"]
+            add(f"  AdamW step, {name} LoRA ({a['tensors']} tensors): fused {a['fused_ms']:.2f} ms, per-tensor loop {a['loop_ms']:.2f} ms "
+                f"({a['speedup']:.1f}x)")
+            d = m[f"device_lookup_{name}"]
+            add(f"  device lookup, {name}: policy.device {d['policy_us']:.1f} us, diffusers' unet.device {d['diffusers_us']:.0f} us")
+        c = m["channels_last_mid"]
+        add(f"  channels-last: forward b8 {c['forward_b8_ms']['channels_last']:.1f} vs {c['forward_b8_ms']['contiguous']:.1f} ms "
+            f"contiguous; forward+backward b4 {c['forward_backward_b4_ms']['channels_last']:.1f} vs "
+            f"{c['forward_backward_b4_ms']['contiguous']:.1f} ms")
+        d = m["batch_doubling_mid"]
+        add(f"  doubling the batch: forward+backward b8 {d['forward_backward_b8_ms']:.1f} ms vs b4 {d['forward_backward_b4_ms']:.1f} ms "
+            f"= {d['cost_ratio']:.2f}x")
     add("\ngoals")
     for g in result["goals"]: add(f"  [{'x' if g['met'] else ' '}] {g['goal']}: {g['value']} (target {g['target']})")
     return "\n".join(lines)
@@ -128,17 +145,20 @@ def main():
     start, cuda = time.perf_counter(), torch.cuda.is_available()
     models = ("pocket",) if a.quick else ("pocket", "mid")
     result = {"date": datetime.date.today().isoformat(), "machine": machine(), "quick": a.quick}
-    log("1. rollout"); result["rollout"] = rollout.run(models, repeats={"pocket": 3 if a.quick else 7, "mid": 3})
-    log("2-3. epochs")  # the pocket model's epochs take a fraction of a second: more of them, for stable medians
-    result["epoch"] = epoch_breakdown.run(models, epochs={"pocket": 4 if a.quick else 7, "mid": 3},
-                                          repeats={"pocket": 5 if a.quick else 15, "mid": 5}, progress=log)
+    log("1. rollout"); result["rollout"] = rollout.run(models, repeats={"pocket": 3 if a.quick else 5, "mid": 3})
+    log("2-3. epochs")  # pocket epochs take a fraction of a second: more of them, each paired with its own floor
+    result["epoch"] = epoch_breakdown.run(models, epochs={"pocket": 4 if a.quick else 5, "mid": 3},
+                                          repeats={"pocket": 3, "mid": 5}, interleave={"pocket": True, "mid": False},
+                                          round_robin=("pocket",),
+                                          progress=log)
     if a.quick or a.skip_original: result["original_skipped"] = "--quick" if a.quick else "--skip-original"
     else:
         try:
             log("4. imageddpo 0.1.2"); python = a.seed_python or seed_python(log)
-            result["original"] = trainer_epoch.run(python, models, rounds={"pocket": 2, "mid": 1}, epochs=4, progress=log)
+            result["original"] = trainer_epoch.run(python, models, rounds=1, epochs={"pocket": 6, "mid": 4}, progress=log)
         except (RuntimeError, subprocess.CalledProcessError) as e:
             result["original_skipped"] = f"the 0.1.2 environment failed: {str(e).splitlines()[0]}"; log(str(e))
+    log("7. micro"); result["micro"] = run_worker(sys.executable, HERE/"micro.py", ["--json-only"])
     if cuda:
         import sd15
         log("6. SD 1.5 shapes"); result["sd15"] = sd15.run("cuda", progress=log)
