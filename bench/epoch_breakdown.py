@@ -18,14 +18,11 @@ from common import digit_inputs, machine, median_time, peak_memory, run_worker
 
 SAMPLE_BATCH, BATCHES, TRAIN_BATCH, N = 8, 2, 4, 10
 
-def worker(model:str, strength:float, guidance:float, epochs:int, repeats:int, interleave:bool=False) -> dict:
-    """Time `epochs` epochs and the floor of one configuration, in this process. With `interleave`, the floor is
-    measured after every timed epoch (median of `repeats` per call) and the overhead ratio is the median of the
-    per-epoch ratios, so slow drifts of a shared machine hit both alike; otherwise once, after the epochs."""
+def trainer_for(model:str, strength:float, guidance:float, epochs:int):
+    "A trainer of `model` on the shared digit inputs with a cheap reward, and its prompt and reward functions."
     import torch
     from imageddpo import I2IDDPOStableDiffusionPipeline, ImageDDPOConfig, ImageDDPOTrainer
     from rollout import MODELS
-    torch.manual_seed(0)
     build, size = MODELS[model]
     images = digit_inputs(size)
     def prompt_function():
@@ -35,8 +32,16 @@ def worker(model:str, strength:float, guidance:float, epochs:int, repeats:int, i
     config = ImageDDPOConfig(mixed_precision="no", sample_num_steps=N, noise_strength=strength, sample_guidance_scale=guidance,
                              sample_batch_size=SAMPLE_BATCH, sample_num_batches_per_epoch=BATCHES, train_batch_size=TRAIN_BATCH,
                              num_epochs=epochs, save_freq=10**6, output_dir=tempfile.mkdtemp())
-    trainer = ImageDDPOTrainer(config, reward_function, prompt_function, I2IDDPOStableDiffusionPipeline(build()))
-    pipe, K = trainer.sd_pipeline, config.trained_steps(0)
+    return ImageDDPOTrainer(config, reward_function, prompt_function, I2IDDPOStableDiffusionPipeline(build())), prompt_function, reward_function
+
+def worker(model:str, strength:float, guidance:float, epochs:int, repeats:int, interleave:bool=False) -> dict:
+    """Time `epochs` epochs and the floor of one configuration, in this process. With `interleave`, the floor is
+    measured after every timed epoch (median of `repeats` per call) and the overhead ratio is the median of the
+    per-epoch ratios, so slow drifts of a shared machine hit both alike; otherwise once, after the epochs."""
+    import torch
+    torch.manual_seed(0)
+    trainer, prompt_function, reward_function = trainer_for(model, strength, guidance, epochs)
+    pipe, K = trainer.sd_pipeline, trainer.config.trained_steps(0)
     # the floor: the necessary calls alone, with the epoch's shapes
     batch = torch.stack([prompt_function()[1] for _ in range(SAMPLE_BATCH)])
     out = pipe.rollout(batch, "a handwritten digit", noise_strength=strength, num_inference_steps=N, guidance_scale=guidance)
@@ -74,19 +79,8 @@ def round_robin_worker(model:str, strengths:list[float], epochs:int) -> dict:
     """Epoch times at every strength from one process, one epoch of each strength in turn (round robin), so that a
     shared machine's drift between processes cannot bend the scaling line: median seconds per strength."""
     import torch
-    from imageddpo import I2IDDPOStableDiffusionPipeline, ImageDDPOConfig, ImageDDPOTrainer
-    from rollout import MODELS
     torch.manual_seed(0)
-    build, size = MODELS[model]
-    images = digit_inputs(size)
-    def prompt_function():
-        return "a handwritten digit", images[int(torch.randint(len(images), ()))], {}
-    def reward_function(out, prompts, metadata):
-        return out.mean(dim=(1, 2, 3))
-    trainers = [ImageDDPOTrainer(ImageDDPOConfig(
-        mixed_precision="no", sample_num_steps=N, noise_strength=strength, sample_guidance_scale=1.0, sample_batch_size=SAMPLE_BATCH,
-        sample_num_batches_per_epoch=BATCHES, train_batch_size=TRAIN_BATCH, num_epochs=epochs, save_freq=10**6,
-        output_dir=tempfile.mkdtemp()), reward_function, prompt_function, I2IDDPOStableDiffusionPipeline(build())) for strength in strengths]
+    trainers = [trainer_for(model, strength, 1.0, epochs)[0] for strength in strengths]
     times = [[] for _ in strengths]
     for epoch in range(epochs):
         for trainer, seconds in zip(trainers, times):
