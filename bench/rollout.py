@@ -32,10 +32,10 @@ def mid_pipeline() -> StableDiffusionPipeline:
 MODELS = {"pocket": (pocket_pipeline, 32), "tiny": (tiny_pipeline, 64), "mid": (mid_pipeline, 128)}
 
 @torch.no_grad()
-def bench(model:str, device:str, repeats:int, batch:int=4, steps:int=10,
-          strengths=(0.2, 0.6, 1.0), guidances=(1.0, 7.5)) -> list[dict]:
-    "Median seconds per rollout, ours and diffusers', for every (guidance, strength)."
-    build, size = MODELS[model]
+def bench(model:str, device:str, repeats:int, batch:int=4, steps:int=10, strengths=(0.2, 0.6, 1.0), guidances=(1.0, 7.5),
+          build=None, size:int|None=None) -> list[dict]:
+    "Median seconds per rollout, ours and diffusers', for every (guidance, strength); `build`/`size` default to `MODELS[model]`."
+    if build is None: build, size = MODELS[model]
     policy = I2IDDPOStableDiffusionPipeline(build().to(device), use_lora=False)
     reference = StableDiffusionImg2ImgPipeline(**policy.sd_pipeline.components)
     reference.set_progress_bar_config(disable=True)

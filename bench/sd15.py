@@ -11,7 +11,7 @@ diffusers' `StableDiffusionImg2ImgPipeline` at 512 px in fp16.
     python bench/sd15.py --out sd15.json          # needs CUDA
     python bench/sd15.py --smoke                  # CPU: a narrow copy at 64 px, to check the code path
 """
-import argparse, gc, json, statistics, sys, tempfile, time
+import argparse, gc, json, statistics, tempfile, time
 from pathlib import Path
 
 import torch
@@ -88,8 +88,8 @@ def train_config(name:str, settings:dict, device:str, size:int, width_divisor:in
 def rollout_rows(device:str, size:int, width_divisor:int, dtype, repeats:int=5) -> list[dict]:
     "Our rollout vs diffusers' img2img on the same SD 1.5-shaped components (batch 4, guidance 7.5, N=20)."
     import rollout
-    rollout.MODELS["sd15"] = (lambda: sd15_pipeline(device, size, width_divisor).to(dtype=dtype), size)
-    return rollout.bench("sd15", device, repeats, batch=4, steps=20, strengths=(0.4, 0.8), guidances=(7.5,))
+    return rollout.bench("sd15", device, repeats, batch=4, steps=20, strengths=(0.4, 0.8), guidances=(7.5,),
+                         build=lambda: sd15_pipeline(device, size, width_divisor).to(dtype=dtype), size=size)
 
 def run(device:str|None=None, size:int=512, epochs:int=3, smoke:bool=False, progress=print) -> dict:
     "Every configuration on `device` (CUDA unless `smoke`), plus the rollout comparison."

@@ -69,7 +69,6 @@ def run(seed_python:str, models=("pocket", "mid"), rounds:int|dict=2, epochs:int
     per model. At guidance 1 also ours with all trained steps of a minibatch in one UNet call (`train_timesteps_per_pass`)."""
     per_model = lambda value: value if isinstance(value, dict) else {m: value for m in models}
     rounds, epochs = per_model(rounds), per_model(epochs)
-    from imageddpo import pocket_pipeline, tiny_pipeline
     from rollout import MODELS
     root = Path(tempfile.mkdtemp())
     rows = []

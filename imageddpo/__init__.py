@@ -23,7 +23,7 @@ __all__ = ['tiny_pipeline', 'pocket_pipeline', 'pocket_classifier', 'pocket_rewa
            'ImageDDPOConfig', 'ImageDDPOTrainer', 'TrainerCallback', 'EpochResult', 'TrainingDashboard',
            'jpeg_compressibility', 'jpeg_incompressibility', 'fidelity_reward', 'classifier_confidence', 'weighted_sum']
 
-# %% ../nbs/index.ipynb #adf9ec9b
+# %% ../nbs/index.ipynb #863dfcb8
 __version__ = "0.2.0"
 
 from .pocket import pocket_pipeline, tiny_pipeline

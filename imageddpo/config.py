@@ -7,7 +7,7 @@ Docs: https://hectorastrom.github.io/imageddpo/config.html.md"""
 # %% auto #0
 __all__ = ['NoiseStrength', 'TRL_FIELDS', 'ImageDDPOConfig', 'noise_strength_at', 'executed_steps', 'trained_steps', 'from_trl']
 
-# %% ../nbs/05_config.ipynb #236cd265
+# %% ../nbs/05_config.ipynb #10ce9c47
 import dataclasses, importlib.util, sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,7 @@ import torch
 
 from .pipeline import LORA_TARGET_MODULES
 
-# %% ../nbs/05_config.ipynb #d5d31785
+# %% ../nbs/05_config.ipynb #00a8196e
 NoiseStrength = float | tuple[float, float] | Callable[[int], float]
 
 @dataclass
@@ -77,13 +77,13 @@ class ImageDDPOConfig:
     lora_target_modules: tuple = LORA_TARGET_MODULES
     kl_coef: float = 0.0               # weight of KL(policy || reference) per step; 0 = off
     on_nonfinite: str = "raise"        # a NaN/inf loss or gradient: "raise", or "skip" the update (counted, logged)
-    gradient_checkpointing: bool = False  # recompute UNet activations in the backward pass: less memory, ~30% more train time
+    gradient_checkpointing: bool = False  # recompute UNet activations in the backward pass: less memory, a second forward pass
     train_timesteps_per_pass: int = 1  # trained timesteps of a minibatch batched into one UNet call: fewer, bigger calls, more memory
     output_dir: str = "imageddpo-output"
 
     def __post_init__(self): _validate(self)
 
-# %% ../nbs/05_config.ipynb #44e3f368
+# %% ../nbs/05_config.ipynb #9f9d2db0
 def noise_strength_at(config:ImageDDPOConfig, epoch:int) -> float:
     "The noise strength of `epoch` (0-based) under `config.noise_strength`."
     s = config.noise_strength
@@ -104,7 +104,7 @@ def trained_steps(config:ImageDDPOConfig, epoch:int) -> int:
 ImageDDPOConfig.noise_strength_at = noise_strength_at
 ImageDDPOConfig.trained_steps = trained_steps
 
-# %% ../nbs/05_config.ipynb #70e84a0e
+# %% ../nbs/05_config.ipynb #a843e35b
 _TRACKERS = (None, "wandb", "tensorboard")
 _PRECISIONS = ("no", "fp16", "bf16")
 
@@ -155,7 +155,7 @@ def _validate(c:ImageDDPOConfig):
         need(int(k * c.train_timestep_fraction) >= 1, "train_timestep_fraction",
              f"trains int({k} * {c.train_timestep_fraction}) = 0 of the {k} executed steps at epoch {epoch}")
 
-# %% ../nbs/05_config.ipynb #85464d5e
+# %% ../nbs/05_config.ipynb #a7578faa
 _names = [f.name for f in dataclasses.fields(ImageDDPOConfig)]
 TRL_FIELDS = tuple(_names[:_names.index("push_to_hub") + 1])  # the DDPOConfig part, in TRL's order
 

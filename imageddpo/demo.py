@@ -7,7 +7,7 @@ Docs: https://hectorastrom.github.io/imageddpo/demo.html.md"""
 # %% auto #0
 __all__ = ['DEMO_CONFIG', 'demo_inputs', 'demo_prompt_function', 'evaluate', 'save_grid', 'save_reward_curve', 'demo']
 
-# %% ../nbs/06c_demo.ipynb #9b7d6b1a
+# %% ../nbs/06c_demo.ipynb #8964dc68
 import json, time
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from .pocket_training import digit_prompt
 from .run_config import ProgressBar
 from .trainer import ImageDDPOTrainer
 
-# %% ../nbs/06c_demo.ipynb #4ff84fda
+# %% ../nbs/06c_demo.ipynb #9695e68f
 DEMO_CONFIG = dict(  # chosen on a validation split of the *training* digits (see below), never on the held-out ones
     mixed_precision="no", sample_num_steps=10, noise_strength=0.6, sample_eta=1.0, sample_guidance_scale=1.0,
     sample_batch_size=32, sample_num_batches_per_epoch=2, train_batch_size=16, train_gradient_accumulation_steps=4,
@@ -61,7 +61,7 @@ def evaluate(policy:I2IDDPOStableDiffusionPipeline, corrupted, labels, config:Im
     return dict(reward_mean=rewards.mean().item(), accuracy=correct.float().mean().item(), rewards=rewards,
                 correct=correct, images=images)
 
-# %% ../nbs/06c_demo.ipynb #03af4db9
+# %% ../nbs/06c_demo.ipynb #64143889
 def save_grid(rows:dict, # title -> images [n, 3, H, W] in [0, 1]
               path, scores:dict|None=None): # title -> scores [n] written above each image
     "A grid PNG (chapter 06's `grid_png`): one row per entry of `rows`, one column per image."
@@ -76,7 +76,7 @@ def save_reward_curve(history:list, path, title:str="training reward"):
     ax.set_xlabel("epoch"); ax.set_ylabel("reward"); ax.set_title(title); ax.legend(loc="lower right")
     Path(path).write_bytes(figure_png(fig, dpi=110)); return Path(path)
 
-# %% ../nbs/06c_demo.ipynb #eedb86c9
+# %% ../nbs/06c_demo.ipynb #6fea1b0b
 def _check_demo_args(epochs, device, output_dir) -> str:
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1: raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
     if device not in ("auto", "cpu", "cuda"): raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")

@@ -7,7 +7,7 @@ Docs: https://hectorastrom.github.io/imageddpo/pipeline.html.md"""
 # %% auto #0
 __all__ = ['LORA_TARGET_MODULES', 'img2img_timesteps', 'to_image_batch', 'RolloutOutput', 'I2IDDPOStableDiffusionPipeline']
 
-# %% ../nbs/02_pipeline.ipynb #3e053165
+# %% ../nbs/02_pipeline.ipynb #b2c77602
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from peft.utils import get_peft_model_state_dict
 
 from .scheduler import _zero_variance_reason, ddim_step_with_logprob
 
-# %% ../nbs/02_pipeline.ipynb #542c56ac
+# %% ../nbs/02_pipeline.ipynb #0a947d16
 def img2img_timesteps(scheduler:DDIMScheduler, # set to `num_inference_steps` by this call
                       num_inference_steps:int, # N, the length of the full schedule
                       noise_strength:float,    # s in (0, 1]: the fraction of the schedule to re-run
@@ -41,7 +41,7 @@ def img2img_timesteps(scheduler:DDIMScheduler, # set to `num_inference_steps` by
     scheduler.set_timesteps(num_inference_steps)
     return scheduler.timesteps[num_inference_steps - executed:]
 
-# %% ../nbs/02_pipeline.ipynb #791ac569
+# %% ../nbs/02_pipeline.ipynb #3958c36d
 def _one_image(x, where:str) -> torch.Tensor:
     "One image as a float32 CHW tensor in [0, 1]."
     if isinstance(x, PIL.Image.Image): x = np.asarray(x.convert("RGB"))
@@ -71,7 +71,7 @@ def to_image_batch(images) -> torch.Tensor:
     if len(sizes) > 1: raise ValueError(f"images: all images in a batch must have one size, got H x W sizes {sizes}")
     return torch.stack(batch)
 
-# %% ../nbs/02_pipeline.ipynb #815aa958
+# %% ../nbs/02_pipeline.ipynb #ca52bac1
 LORA_TARGET_MODULES = ("to_k", "to_q", "to_v", "to_out.0")
 
 @dataclass
@@ -187,7 +187,7 @@ def predict_noise(self:I2IDDPOStableDiffusionPipeline,
     noise_pred = uncond + guidance_scale * (text - uncond)
     return rescale_noise_cfg(noise_pred, text, guidance_rescale) if guidance_rescale > 0 else noise_pred
 
-# %% ../nbs/02_pipeline.ipynb #9198b411
+# %% ../nbs/02_pipeline.ipynb #9eb59eb0
 @patch
 def check_inputs(self:I2IDDPOStableDiffusionPipeline, images:torch.Tensor, prompts, noise_strength:float,
                  num_inference_steps:int, guidance_scale:float, eta:float, generator) -> tuple[list[str], torch.Tensor]:
@@ -280,7 +280,7 @@ def rollout(self:I2IDDPOStableDiffusionPipeline,
         eta=eta, noise_strength=noise_strength, num_inference_steps=num_inference_steps,
         pred_original_samples=torch.stack(pred_x0, dim=1) if return_pred_original_samples else None)
 
-# %% ../nbs/02_pipeline.ipynb #a4af4437
+# %% ../nbs/02_pipeline.ipynb #fb0a688b
 @patch
 def replay_log_probs(self:I2IDDPOStableDiffusionPipeline, out:RolloutOutput, steps=None) -> torch.Tensor:
     "Recompute the log-probs of `out`'s recorded steps (all, or the indices `steps`) under the current weights; [B, len(steps)]."
@@ -296,7 +296,7 @@ def replay_log_probs(self:I2IDDPOStableDiffusionPipeline, out:RolloutOutput, ste
         log_probs.append(step.log_prob)
     return torch.stack(log_probs, dim=1)
 
-# %% ../nbs/02_pipeline.ipynb #63797b85
+# %% ../nbs/02_pipeline.ipynb #aa955c1c
 @patch
 def save_pretrained(self:I2IDDPOStableDiffusionPipeline, save_directory:str|Path):
     "Save the LoRA weights (diffusers' `load_lora_weights` format) or, for full fine-tuning, the whole pipeline."

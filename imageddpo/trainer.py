@@ -7,7 +7,7 @@ Docs: https://hectorastrom.github.io/imageddpo/trainer.html.md"""
 # %% auto #0
 __all__ = ['EpochResult', 'TrainerCallback', 'TrackerLogger', 'ImageSamplesHook', 'DebugHook', 'ImageDDPOTrainer', 'cat_rollouts']
 
-# %% ../nbs/05c_trainer.ipynb #b706121b
+# %% ../nbs/05c_trainer.ipynb #f90d1096
 import copy, dataclasses, json, os, time
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,7 +31,7 @@ from .ppo import gaussian_kl_same_std, ppo_clip_loss
 from .rewards import compute_rewards
 from .scheduler import ddim_step_with_logprob
 
-# %% ../nbs/05c_trainer.ipynb #6f73ea68
+# %% ../nbs/05c_trainer.ipynb #7ee08af6
 @dataclasses.dataclass
 class EpochResult:
     "What one epoch produced, for callbacks: this process's samples and everyone's rewards."
@@ -57,7 +57,7 @@ class TrainerCallback:
     def on_train_end(self, trainer):
         "After the last epoch of `train()`."
 
-# %% ../nbs/05c_trainer.ipynb #4c7f090e
+# %% ../nbs/05c_trainer.ipynb #6f69d368
 class TrackerLogger(TrainerCallback):
     "Log each epoch's scalar statistics to the accelerate trackers (none unless `log_with` is set)."
     def on_epoch_end(self, trainer, result):
@@ -82,7 +82,7 @@ class DebugHook(TrainerCallback):
     def on_epoch_begin(self, trainer, epoch, noise_strength):
         if trainer.accelerator.is_main_process: self.hook(trainer.sd_pipeline, noise_strength, trainer.global_step)
 
-# %% ../nbs/05c_trainer.ipynb #b1726874
+# %% ../nbs/05c_trainer.ipynb #d2912382
 _SEED_NOISE_STRENGTH = 0.2  # the original imageddpo's default, kept for its users (who pass TRL's DDPOConfig)
 
 def _seed_for(*parts:int) -> int:
@@ -106,7 +106,7 @@ def _check_output_dir(output_dir:str):
         probe.write_text(""); probe.unlink()
     except OSError as e: raise PermissionError(f"output_dir={output_dir!r} is not writable: {e}") from e
 
-# %% ../nbs/05c_trainer.ipynb #390dc13a
+# %% ../nbs/05c_trainer.ipynb #c245d50d
 class ImageDDPOTrainer:
     "Image-to-image DDPO: sample from `prompt_function`, score with `reward_function`, PPO on the denoising steps."
     def __init__(self,
@@ -158,7 +158,7 @@ class ImageDDPOTrainer:
         self._pool = ThreadPoolExecutor(c.max_workers) if c.async_reward_computation else None
         if resume is not None: self.load_checkpoint(resume)
 
-# %% ../nbs/05c_trainer.ipynb #5361a3dc
+# %% ../nbs/05c_trainer.ipynb #592f5c7f
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 def _loggable(c:ImageDDPOConfig) -> dict:
@@ -188,7 +188,7 @@ def _make_optimizer(self:ImageDDPOTrainer, params) -> torch.optim.Optimizer:
     fused = all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in params)
     return torch.optim.AdamW(params, **hyper, fused=fused or None)
 
-# %% ../nbs/05c_trainer.ipynb #1be2f16f
+# %% ../nbs/05c_trainer.ipynb #1a9eede1
 @patch
 def step(self:ImageDDPOTrainer, epoch:int, global_step:int) -> int:
     "One DDPO epoch: sample, reward, advantages, `train_num_inner_epochs` PPO passes, callbacks, checkpoint."
@@ -220,7 +220,7 @@ def train(self:ImageDDPOTrainer, epochs:int|None=None):
         global_step = self.step(epoch, global_step)
     for cb in self.callbacks: cb.on_train_end(self)
 
-# %% ../nbs/05c_trainer.ipynb #0594893b
+# %% ../nbs/05c_trainer.ipynb #ad8de721
 @patch
 def _draw_inputs(self:ImageDDPOTrainer, n:int):
     "n validated `(prompt, image, metadata)` triples from `prompt_function`, images as one batch."
@@ -272,7 +272,7 @@ def _done(value) -> Future:
     "A finished future holding `value` (the synchronous path looks like the asynchronous one)."
     f = Future(); f.set_result(value); return f
 
-# %% ../nbs/05c_trainer.ipynb #03a99661
+# %% ../nbs/05c_trainer.ipynb #8fe6023d
 def cat_rollouts(outs:list[RolloutOutput]) -> RolloutOutput:
     "Concatenate rollouts of one policy setting along the batch."
     shapes = {tuple(o.latents.shape[1:]) for o in outs}
@@ -285,7 +285,7 @@ def cat_rollouts(outs:list[RolloutOutput]) -> RolloutOutput:
     scalars = {f.name: getattr(outs[0], f.name) for f in dataclasses.fields(RolloutOutput) if f.name not in tensors and f.name != "prompts"}
     return RolloutOutput(**tensors, **scalars, prompts=[p for o in outs for p in o.prompts])
 
-# %% ../nbs/05c_trainer.ipynb #11c04612
+# %% ../nbs/05c_trainer.ipynb #9a218b6d
 @patch
 def compute_advantages(self:ImageDDPOTrainer, samples:RolloutOutput, rewards:torch.Tensor):
     "This process's advantages [n] and every process's rewards, normalised over all processes."
@@ -299,7 +299,7 @@ def compute_advantages(self:ImageDDPOTrainer, samples:RolloutOutput, rewards:tor
     n = len(rewards)
     return advantages[acc.process_index * n:(acc.process_index + 1) * n], all_rewards
 
-# %% ../nbs/05c_trainer.ipynb #ccb4517a
+# %% ../nbs/05c_trainer.ipynb #59238c89
 @patch
 def compute_loss(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:torch.Tensor,
                  rows:torch.Tensor, steps:torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -334,7 +334,7 @@ def _reference_mean(self:ImageDDPOTrainer, x_t, t, cond, eta, x_next) -> torch.T
             finally: pipe.unet.enable_adapters()
     return ddim_step_with_logprob(pipe.scheduler, noise_pred, t, x_t, eta=eta, prev_sample=x_next).mean
 
-# %% ../nbs/05c_trainer.ipynb #a1e4a553
+# %% ../nbs/05c_trainer.ipynb #034fe1dc
 @patch
 def train_on_samples(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:torch.Tensor, epoch:int, inner:int,
                      global_step:int, log:dict|None=None) -> int:
@@ -381,7 +381,7 @@ def _optimizer_step(self:ImageDDPOTrainer, epoch:int, finite_loss:torch.Tensor) 
     if acc.optimizer_step_was_skipped: self.nonfinite_skipped += 1; return 0
     return 1
 
-# %% ../nbs/05c_trainer.ipynb #596dd678
+# %% ../nbs/05c_trainer.ipynb #83fc81d9
 @patch
 def _epoch_stats(self:ImageDDPOTrainer, epoch, strength, all_rewards, losses, timer) -> dict:
     "Scalars for trackers and callbacks; also appended to `self.history`."
@@ -393,7 +393,7 @@ def _epoch_stats(self:ImageDDPOTrainer, epoch, strength, all_rewards, losses, ti
     self.history.append(stats)
     return stats
 
-# %% ../nbs/05c_trainer.ipynb #79cd4872
+# %% ../nbs/05c_trainer.ipynb #b0378bdb
 @patch
 def _trainable_state(self:ImageDDPOTrainer) -> dict[str, torch.Tensor]:
     "The trainable parameters of the (unwrapped) UNet, by name."
