@@ -43,7 +43,7 @@ def worker(model:str, strength:float, guidance:float, epochs:int, repeats:int, i
     trainer, prompt_function, reward_function = trainer_for(model, strength, guidance, epochs)
     pipe, K = trainer.sd_pipeline, trainer.config.trained_steps(0)
     # the floor: the necessary calls alone, with the epoch's shapes
-    batch = torch.stack([prompt_function()[1] for _ in range(SAMPLE_BATCH)])
+    batch = torch.stack([prompt_function()[1] for _ in range(SAMPLE_BATCH)]).to(pipe.device)  # the VAE's device (CUDA too)
     out = pipe.rollout(batch, "a handwritten digit", noise_strength=strength, num_inference_steps=N, guidance_scale=guidance)
     x, t = out.latents[:, 0], out.timesteps[:, 0]
     rows_ = slice(0, TRAIN_BATCH)

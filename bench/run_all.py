@@ -106,12 +106,13 @@ def table(result:dict) -> str:
             f"{s['train_batch_size']}, N={s['sample_num_steps']}, s={s['noise_strength']}, guidance {s['sample_guidance_scale']})")
         add(f"{'config':26s} {'epoch s':>8s} {'sample/s':>9s} {'train/s':>8s} {'peak GB':>8s}")
         for r in result["sd15"]["rows"]:
+            if "error" in r: add(f"{r['config']:26s} failed: {r['error']}"); continue
             add(f"{r['config']:26s} {r['epoch_s']:8.2f} {r['sampling_samples_per_s']:9.2f} {r['training_samples_per_s']:8.2f} "
                 f"{r.get('gpu_peak_allocated_gb', float('nan')):8.2f}")
         for r in result["sd15"]["rollout"]:
             add(f"  rollout vs img2img at {s['size']} px, s={r['noise_strength']}: {r['ours_s']*1e3:.0f} ms vs "
                 f"{r['diffusers_s']*1e3:.0f} ms, ratio {r['ratio']:.3f}")
-    else: add("\n6. SD 1.5 shapes: not run (no CUDA device)")
+    else: add("\n6. SD 1.5 shapes: not run (" + ("--skip-sd15" if result["machine"]["gpu"] else "no CUDA device") + ")")
     if "micro" in result:
         m = result["micro"]
         add("\n7. micro-measurements (mid model unless named)")
@@ -136,6 +137,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="pocket model only, fewer repeats, no comparison with 0.1.2")
     p.add_argument("--skip-original", action="store_true", help="leave out the comparison with imageddpo 0.1.2")
+    p.add_argument("--skip-sd15", action="store_true", help="leave out the SD 1.5 section (run bench/sd15.py on its own)")
     p.add_argument("--seed-python", default=None, help="a Python with imageddpo 0.1.2 installed (default: create a venv)")
     p.add_argument("--out", default=None, help="default: bench/results/<cpu|cuda>.json (--quick: not written)")
     a = p.parse_args()
@@ -159,7 +161,7 @@ def main():
         except (RuntimeError, subprocess.CalledProcessError) as e:
             result["original_skipped"] = f"the 0.1.2 environment failed: {str(e).splitlines()[0]}"; log(str(e))
     log("7. micro"); result["micro"] = run_worker(sys.executable, HERE/"micro.py", ["--json-only"])
-    if cuda:
+    if cuda and not a.skip_sd15:
         import sd15
         log("6. SD 1.5 shapes"); result["sd15"] = sd15.run("cuda", progress=log)
     result["wall_s"] = time.perf_counter() - start

@@ -4,18 +4,19 @@ The UNet, VAE and text encoder are built from SD 1.5's configurations with rando
 downloaded, and the compute and memory are those of the real model (weights don't change either). The
 tokenizer is the pocket model's (its vocabulary is smaller; the text encoder's cost does not depend on it).
 For each configuration (precision, LoRA or full fine-tuning, gradient checkpointing, channels-last), a
-fresh policy and `ImageDDPOTrainer`: one warm-up epoch, then the median of the timed epochs; peak memory is
+fresh policy and `ImageDDPOTrainer` in a fresh process (accelerate's state, mixed precision included, is one per
+process): one warm-up epoch, then the median of the timed epochs; peak memory is
 torch's peak allocation during the epochs (weights, optimizer state, activations). Plus the rollout against
 diffusers' `StableDiffusionImg2ImgPipeline` at 512 px in fp16.
 
     python bench/sd15.py --out sd15.json          # needs CUDA
     python bench/sd15.py --smoke                  # CPU: a narrow copy at 64 px, to check the code path
 """
-import argparse, gc, json, statistics, tempfile, time
+import argparse, gc, json, statistics, sys, tempfile, time
 from pathlib import Path
 
 import torch
-from common import machine, synchronize
+from common import machine, run_worker, synchronize
 
 def sd15_pipeline(device="cpu", size:int=512, width_divisor:int=1):
     "A StableDiffusionPipeline with SD 1.5's architecture (random weights) on `device`; `width_divisor` narrows it (smoke runs)."
@@ -91,19 +92,33 @@ def rollout_rows(device:str, size:int, width_divisor:int, dtype, repeats:int=5) 
     return rollout.bench("sd15", device, repeats, batch=4, steps=20, strengths=(0.4, 0.8), guidances=(7.5,),
                          build=lambda: sd15_pipeline(device, size, width_divisor).to(dtype=dtype), size=size)
 
+def workload_for(smoke:bool) -> dict:
+    "The epoch every configuration runs: 20 steps at strength 0.5 (K = 10, 5 trained), guidance 5, 16 samples, train batch 4."
+    return dict(sample_num_steps=4 if smoke else 20, noise_strength=0.5, train_timestep_fraction=0.5, sample_guidance_scale=5.0,
+                sample_batch_size=2 if smoke else 8, sample_num_batches_per_epoch=1 if smoke else 2,
+                train_batch_size=2 if smoke else 4)
+
+def scale(smoke:bool, size:int, epochs:int) -> tuple:
+    "(size, width_divisor, configs, epochs): the real ones, or the smoke run's narrow 64 px copy."
+    return (64, 10, SMOKE_CONFIGS, 2) if smoke else (size, 1, CONFIGS, epochs)
+
+def worker(name:str, device:str, size:int, epochs:int, smoke:bool) -> dict:
+    "One configuration, in this process."
+    size, width_divisor, configs, epochs = scale(smoke, size, epochs)
+    return train_config(name, configs[name], device, size, width_divisor, epochs, workload_for(smoke))
+
 def run(device:str|None=None, size:int=512, epochs:int=3, smoke:bool=False, progress=print) -> dict:
     "Every configuration on `device` (CUDA unless `smoke`), plus the rollout comparison."
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if smoke: size, width_divisor, configs, epochs = 64, 10, SMOKE_CONFIGS, 2
-    else:
-        if device != "cuda": raise SystemExit("bench/sd15.py needs a CUDA device (or --smoke for a CPU check of the code path)")
-        width_divisor, configs = 1, CONFIGS
-    workload = dict(sample_num_steps=4 if smoke else 20, noise_strength=0.5, train_timestep_fraction=0.5, sample_guidance_scale=5.0,
-                    sample_batch_size=2 if smoke else 8, sample_num_batches_per_epoch=1 if smoke else 2,
-                    train_batch_size=2 if smoke else 4)
+    if not smoke and device != "cuda": raise SystemExit("bench/sd15.py needs a CUDA device (or --smoke for a CPU check of the code path)")
+    args = ["--device", device, "--size", size, "--epochs", epochs] + (["--smoke"] if smoke else [])
+    size, width_divisor, configs, epochs = scale(smoke, size, epochs)
+    workload = workload_for(smoke)
     rows = []
-    for name, settings in configs.items():
-        rows.append(train_config(name, settings, device, size, width_divisor, epochs, workload))
+    for name in configs:
+        try: rows.append(run_worker(sys.executable, __file__, ["--worker", name, *args]))
+        except RuntimeError as e:  # one configuration failing (out of memory, say) leaves the others' figures
+            rows.append({"config": name, "error": str(e).strip().splitlines()[-1]}); progress(f"  sd15 {name}: {rows[-1]['error']}"); continue
         r = rows[-1]
         progress(f"  sd15 {name}: epoch {r['epoch_s']:.2f} s, sampling {r['sampling_samples_per_s']:.1f} samples/s, "
                  f"training {r['training_samples_per_s']:.1f} samples/s"
@@ -121,7 +136,10 @@ def main():
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--smoke", action="store_true", help="a narrow 64 px copy on the CPU: checks the code path, measures nothing")
     p.add_argument("--out", default=None)
+    p.add_argument("--worker", metavar="CONFIG", help="run one configuration in this process and print its row as JSON")
     a = p.parse_args()
+    if a.worker:
+        print(json.dumps(worker(a.worker, a.device or "cuda", a.size, a.epochs, a.smoke))); return
     result = {"machine": machine(), **run(a.device, a.size, a.epochs, a.smoke)}
     print(json.dumps(result["rollout"], indent=1))
     if a.out: Path(a.out).write_text(json.dumps(result, indent=1)); print("wrote", a.out)

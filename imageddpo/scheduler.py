@@ -19,14 +19,13 @@ from diffusers.utils.torch_utils import randn_tensor
 _schedules = weakref.WeakKeyDictionary()  # scheduler -> what we derived from its alphas_cumprod (see `_schedule_facts`)
 
 def _schedule_facts(scheduler:DDIMScheduler) -> dict:
-    "Per-scheduler cache, rebuilt if `alphas_cumprod` is replaced: alpha tables per device, and whether any step has sigma_t = 0."
+    """Per-scheduler cache of the alpha tables per device, rebuilt if `alphas_cumprod` is replaced (diffusers'
+    `add_noise` moves it to the samples' device: the table is built on the CPU whatever device that is)."""
     facts = _schedules.get(scheduler)
     if facts is None or facts["source"] is not scheduler.alphas_cumprod:
-        final = torch.as_tensor(scheduler.final_alpha_cumprod, dtype=torch.float32).reshape(1)
-        table = torch.cat([final, scheduler.alphas_cumprod.float()])
-        # sigma_t^2 has the factors (1 - abar_prev) and (1 - abar_t / abar_prev): zero if abar_prev = 1 or abar is flat
-        degenerate = bool(table[0] == 1 or (table[1:] == table[:-1]).any())
-        facts = dict(source=scheduler.alphas_cumprod, tables={torch.device("cpu"): table}, degenerate=degenerate)
+        final = torch.as_tensor(scheduler.final_alpha_cumprod, dtype=torch.float32).reshape(1).cpu()
+        table = torch.cat([final, scheduler.alphas_cumprod.float().cpu()])
+        facts = dict(source=scheduler.alphas_cumprod, tables={torch.device("cpu"): table})
         _schedules[scheduler] = facts
     return facts
 
@@ -65,14 +64,21 @@ def _per_row_timesteps(timestep, batch_size:int, device) -> torch.Tensor:
 _DETERMINISTIC = ("log_prob is undefined for a deterministic DDIM step (eta=0): there is no action "
                   "distribution to score. Sample with eta > 0 to train with DDPO.")
 
-def _zero_variance_reason(scheduler, timestep) -> str:
-    "Why a step at `timestep` has sigma_t = 0 whatever eta is ('' if it doesn't)."
-    if not _schedule_facts(scheduler)["degenerate"]: return ""  # SD's schedule: no such step, nothing to check
+def _zero_variance(scheduler, t:torch.Tensor) -> torch.Tensor:
+    "Whether sigma_t = 0 whatever eta is, for int64 CPU timesteps `t`: a factor of sigma_t^2 is 1 - abar_prev or 1 - abar_t / abar_prev."
     table = alpha_table(scheduler, "cpu")
-    t = torch.as_tensor(timestep).long().reshape(-1).cpu()
     prev_t = (t - scheduler.config.num_train_timesteps // scheduler.num_inference_steps).clamp(min=-1)
     alpha_t, alpha_prev = table[t + 1], table[prev_t + 1]
-    zero = (alpha_prev == 1) | (alpha_t == alpha_prev)  # the two factors of sigma_t^2
+    return (alpha_prev == 1) | (alpha_t == alpha_prev)
+
+def _zero_variance_reason(scheduler, timestep) -> str:
+    """Why a step at `timestep` has sigma_t = 0 whatever eta is ('' if it doesn't). A timestep on an accelerator is
+    not read back (the host would wait for the device at every step): the step is defined for the timesteps of the
+    scheduler's current schedule (its Δ is that schedule's), so if none of those has sigma_t = 0, this one has not."""
+    if isinstance(timestep, torch.Tensor) and timestep.device.type != "cpu":
+        if not _zero_variance(scheduler, scheduler.timesteps.cpu().long()).any(): return ""
+    t = torch.as_tensor(timestep).long().reshape(-1).cpu()
+    zero = _zero_variance(scheduler, t)
     if not zero.any(): return ""
     return (f"timestep {t[zero].unique().tolist()}: sigma_t = 0 for any eta, because the previous step's alpha-bar is 1 "
             f"or equals this one's (final_alpha_cumprod={float(scheduler.final_alpha_cumprod):g}); the step is "

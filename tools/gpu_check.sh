@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Everything in the project that needs a CUDA device, in one command that fits a short lease of a GPU machine:
+#   1. the `gpu`-flagged tests (fp16/bf16 rollouts and training, the sync-free denoising loop, CUDA scheduler steps);
+#   2. bench/sd15.py: SD 1.5 shapes at 512 px (samples/s, peak memory; rollout vs diffusers' img2img);
+#   3. bench/run_all.py's CUDA sections (rollout vs img2img, epoch vs floor, scaling, micro) without the
+#      0.1.2 comparison (it needs a package index) and without SD 1.5 (step 2).
+# Each step gets its own time limit out of BUDGET seconds, so one slow step cannot take the others' results with it.
+#
+#   tools/gpu_check.sh OUT_DIR [BUDGET_SECONDS]    # logs and JSON files go to OUT_DIR
+# Then, on any machine: python bench/merge_cuda.py OUT_DIR   (writes bench/results/cuda.json and prints the table)
+set -u
+out="$(mkdir -p "${1:?usage: tools/gpu_check.sh OUT_DIR [BUDGET_SECONDS]}" && cd "$1" && pwd)"
+budget="${2:-540}"
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+left() { echo $(( budget - SECONDS )); }
+
+python3 - <<'EOF' 2>&1 | tee "$out/env.txt"
+import torch, diffusers, transformers, peft, accelerate
+print(f"torch {torch.__version__}, diffusers {diffusers.__version__}, transformers {transformers.__version__}, "
+      f"peft {peft.__version__}, accelerate {accelerate.__version__}")
+print("CUDA:", torch.cuda.get_device_name() if torch.cuda.is_available() else "none")
+EOF
+python3 -c "import torch; assert torch.cuda.is_available()" || { echo "no CUDA device: nothing to do" >&2; exit 1; }
+
+echo "== 1. gpu tests ($(left) s left)"
+timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider -o addopts= \
+    tests/test_pipeline_parity.py tests/test_scheduler_parity.py tests/test_trainer_gpu.py 2>&1 | tee "$out/gpu_tests.log"
+
+echo "== 2. SD 1.5 shapes ($(left) s left)"
+timeout $(( $(left) - 150 )) python3 bench/sd15.py --out "$out/sd15.json" 2>&1 | tee "$out/sd15.log"
+
+echo "== 3. run_all CUDA sections ($(left) s left)"
+timeout $(( $(left) - 10 )) python3 bench/run_all.py --skip-original --skip-sd15 --out "$out/run_all.json" 2>&1 \
+    | tee "$out/run_all.log"
+echo "== done in ${SECONDS} s"
