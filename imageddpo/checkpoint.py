@@ -7,7 +7,8 @@ Docs: https://hectorastrom.github.io/imageddpo/checkpoints.html.md"""
 # %% auto #0
 __all__ = ['CHECKPOINT_RE', 'MANIFEST', 'CheckpointError', 'partial_dir', 'begin_checkpoint', 'write_files', 'seal_checkpoint',
            'list_checkpoints', 'latest_checkpoint', 'checkpoint_epoch', 'verify_checkpoint', 'resolve_resume',
-           'prune_checkpoints', 'rng_state', 'set_rng_state', 'save_tensors', 'load_tensors', 'load_state']
+           'prune_checkpoints', 'rng_state', 'set_rng_state', 'save_tensors', 'load_tensors', 'load_state',
+           'save_trainer_checkpoint', 'load_trainer_checkpoint']
 
 # %% ../nbs/05b_checkpoints.ipynb #fc50009c
 import hashlib, json, os, random, re, shutil
@@ -147,3 +148,50 @@ def load_tensors(path:Path) -> dict[str, torch.Tensor]:
 def load_state(path:Path):
     "A `torch.save`d state (optimizer, scaler), loaded without running code."
     return torch.load(path, map_location="cpu", weights_only=True)
+
+# %% ../nbs/05b_checkpoints.ipynb #e500b0ab
+def save_trainer_checkpoint(trainer, # an `ImageDDPOTrainer` (every process calls this)
+                            completed_epochs:int) -> Path:
+    "Write `checkpoint-<completed_epochs>` of `trainer` atomically and prune old ones; its path."
+    c, acc = trainer.config, trainer.accelerator
+    path = Path(c.output_dir)/"checkpoints"/f"checkpoint-{completed_epochs}"
+    if acc.is_main_process: begin_checkpoint(path)
+    acc.wait_for_everyone()
+    rank_state = json.dumps(rng_state())
+    write_files(path, {f"rng-{acc.process_index}.json": lambda p: p.write_text(rank_state)})
+    if acc.is_main_process:
+        state = {"epoch": completed_epochs, "global_step": trainer.global_step, "num_processes": acc.num_processes,
+                 "nonfinite_skipped": trainer.nonfinite_skipped, "history": trainer.history,
+                 "stat_tracker": trainer.stat_tracker.state_dict()}
+        optim = {"optimizer": trainer.optimizer.state_dict(), "scaler": acc.scaler.state_dict() if acc.scaler else None}
+        write_files(path, {"weights.safetensors": lambda p: save_tensors(p, trainer._trainable_state()),
+                           "optimizer.pt": lambda p: torch.save(optim, p),
+                           "trainer_state.json": lambda p: p.write_text(json.dumps(state))})
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        seal_checkpoint(path)
+        prune_checkpoints(c.output_dir, c.num_checkpoint_limit)
+    acc.wait_for_everyone()
+    return path
+
+def load_trainer_checkpoint(trainer, # an `ImageDDPOTrainer` (every process calls this)
+                            path:str|Path): # a sealed, verified checkpoint folder (`resolve_resume`)
+    "Restore `trainer`'s weights, optimiser, scaler, counters, stat tracker and this process's RNG from `path`."
+    path, acc = Path(path), trainer.accelerator
+    state = json.loads((path/"trainer_state.json").read_text())
+    if state["num_processes"] != acc.num_processes:
+        raise CheckpointError(f"resume_from={str(path)!r} was written by {state['num_processes']} processes; "
+                              f"this run has {acc.num_processes}")
+    saved, mine = load_tensors(path/"weights.safetensors"), trainer._trainable_state()
+    if set(saved) != set(mine) or any(saved[k].shape != mine[k].shape for k in mine):
+        raise CheckpointError(f"resume_from={str(path)!r} holds different trainable weights than this pipeline "
+                              "(another LoRA rank, targets, or full fine-tuning?)")
+    with torch.no_grad():
+        for k, p in mine.items(): p.copy_(saved[k])
+    optim = load_state(path/"optimizer.pt")
+    trainer.optimizer.load_state_dict(optim["optimizer"])
+    if acc.scaler is not None and optim["scaler"]: acc.scaler.load_state_dict(optim["scaler"])
+    trainer.stat_tracker.load_state_dict(state["stat_tracker"])
+    trainer.first_epoch, trainer.global_step = checkpoint_epoch(path), state["global_step"]
+    trainer.history, trainer.nonfinite_skipped = state["history"], state["nonfinite_skipped"]
+    set_rng_state(json.loads((path/f"rng-{acc.process_index}.json").read_text()))

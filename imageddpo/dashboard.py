@@ -10,6 +10,7 @@ __all__ = ['PANELS', 'figure_png', 'trajectory_png', 'noise_strength_png', 'rewa
 
 # %% ../nbs/06_dashboard.ipynb #fa1a6139
 import io, sys, time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,6 @@ import torch
 from fastcore.basics import patch
 from matplotlib.figure import Figure
 
-from .config import noise_strength_at
 from .pipeline import to_image_batch
 from .rewards import compute_rewards
 from .trainer import TrainerCallback
@@ -141,23 +141,17 @@ class TrainingDashboard(TrainerCallback):
 # %% ../nbs/06_dashboard.ipynb #d43f776a
 @patch
 @torch.no_grad()
-def _validate(self:TrainingDashboard, trainer, noise_strength:float, base:bool=False) -> dict:
-    "Roll out the validation images with the current policy (or, with `base`, the LoRA disabled) and score them."
-    c, policy = trainer.config, trainer.sd_pipeline
-    lora_off = base and policy.use_lora
-    if lora_off: policy.unet.disable_adapters()
-    try:
-        with trainer.accelerator.autocast():
-            out = policy.rollout(self.val_images, self.val_prompts, noise_strength=noise_strength,
-                                 num_inference_steps=c.sample_num_steps, guidance_scale=c.sample_guidance_scale,
-                                 eta=c.sample_eta, guidance_rescale=c.guidance_rescale,
-                                 generator=torch.Generator().manual_seed(self.seed), return_pred_original_samples=True)
-            K = out.timesteps.shape[1]
-            picks = torch.linspace(0, K - 1, min(self.trajectory_points, K)).round().long().unique()
-            x_t = policy.decode(out.latents[:1, 0]).float().cpu()[0]
-            x0s = policy.decode(out.pred_original_samples[0, picks]).float().cpu()
-    finally:
-        if lora_off: policy.unet.enable_adapters()
+def _validate(self:TrainingDashboard, trainer, epoch:int, base:bool=False) -> dict:
+    "Roll out the validation images as `epoch` samples (with `base`: the LoRA disabled) and score them."
+    policy = trainer.sd_pipeline
+    base_model = policy.adapters_disabled() if base and policy.use_lora else nullcontext()  # full FT: base = before training
+    with base_model, trainer.accelerator.autocast():
+        out = policy.rollout(self.val_images, self.val_prompts, generator=torch.Generator().manual_seed(self.seed),
+                             return_pred_original_samples=True, **trainer.config.rollout_arguments(epoch))
+        K = out.timesteps.shape[1]
+        picks = torch.linspace(0, K - 1, min(self.trajectory_points, K)).round().long().unique()
+        x_t = policy.decode(out.latents[:1, 0]).float().cpu()[0]
+        x0s = policy.decode(out.pred_original_samples[0, picks]).float().cpu()
     rewards, _ = compute_rewards(self.reward_function or trainer.reward_function, out.images, out.prompts,
                                  self.val_metadata, out.input_images)
     t = out.timesteps[0].tolist()
@@ -171,7 +165,7 @@ def on_train_begin(self:TrainingDashboard, trainer):
     start = time.perf_counter()
     if self.output_dir is None: self.output_dir = Path(trainer.config.output_dir) / "dashboard"
     if self.base is None:
-        v = self._validate(trainer, noise_strength_at(trainer.config, trainer.first_epoch), base=True)
+        v = self._validate(trainer, trainer.first_epoch, base=True)
         self.base = dict(images=v["images"], rewards=v["rewards"], epoch=trainer.first_epoch)
         self.current = dict(self.base)
         self.strip, self.strip_titles = v["strip"], v["titles"]
@@ -192,7 +186,7 @@ def on_epoch_end(self:TrainingDashboard, trainer, result):
     if last or start >= self._next_draw:  # within budget (see above)
         panels = ["noise_strength", "rewards"]
         if self._validation_due or last:
-            v = self._validate(trainer, result.noise_strength)
+            v = self._validate(trainer, result.epoch)
             self.current = dict(images=v["images"], rewards=v["rewards"], epoch=result.epoch)
             self.strip, self.strip_titles = v["strip"], v["titles"]
             panels += ["trajectory", "validation"]; self._validation_due = False

@@ -44,16 +44,17 @@ def demo_prompt_function(corrupted, clean, labels):
 # %% ../nbs/06c_demo.ipynb #82bd1ba2
 @torch.no_grad()
 def evaluate(policy:I2IDDPOStableDiffusionPipeline, corrupted, labels, config:ImageDDPOConfig,
-             seed:int=1234, batch:int=128) -> dict:
+             seed:int=1234, batch:int=128,
+             epoch:int|None=None, # sample as this epoch does (`config.rollout_arguments`); default: the last epoch
+            ) -> dict:
     "Held-out reward (the classifier's log-probability of the prompted digit), accuracy, and the output images."
+    arguments = config.rollout_arguments(config.num_epochs - 1 if epoch is None else epoch)
     device = policy.device
     classifier = pocket_classifier(device); reward = pocket_reward(classifier)
     generator, outputs = torch.Generator().manual_seed(seed), []
     for start in range(0, len(corrupted), batch):
         prompts = [digit_prompt(int(y)) for y in labels[start:start + batch]]
-        out = policy.rollout(corrupted[start:start + batch], prompts, noise_strength=config.noise_strength,
-                             num_inference_steps=config.sample_num_steps, eta=config.sample_eta,
-                             guidance_scale=config.sample_guidance_scale, generator=generator)
+        out = policy.rollout(corrupted[start:start + batch], prompts, generator=generator, **arguments)
         outputs.append(out.images.float().cpu())
     images = torch.cat(outputs)
     rewards, _ = reward(images, None, [{"label": int(y)} for y in labels])

@@ -1,7 +1,6 @@
 """`ImageDDPOTrainer` end to end: on-policy replay, the loss against trl==0.21.0, learning, exact resume,
 asynchronous rewards, and LoRA weights that diffusers' img2img pipeline loads."""
 import contextlib, random, threading, time, types
-from collections import defaultdict
 
 import numpy as np
 import pytest, torch
@@ -36,8 +35,8 @@ def trainer_for(cfg, pipe=None, prompt_function=None, reward=brighter, **kw):
 @pytest.mark.parametrize("guidance_scale", [1.0, 5.0])
 def test_replay_is_on_policy_before_the_first_update(tmp_path, guidance_scale):
     trainer = trainer_for(config(tmp_path, sample_guidance_scale=guidance_scale, train_cfg=True))
-    samples, _, rewards, _ = trainer.sample_and_reward(epoch=0, noise_strength=0.5)
-    advantages, _ = trainer.compute_advantages(samples, rewards)
+    sampled = trainer.sample_and_reward(epoch=0, noise_strength=0.5)
+    samples, (advantages, _) = sampled.samples, trainer.compute_advantages(sampled.samples, sampled.rewards)
     n, K = samples.log_probs.shape
     assert (n, K) == (8, 5) and (samples.negative_prompt_embeds is not None) == (guidance_scale > 1)
     with torch.no_grad():
@@ -49,10 +48,9 @@ def test_replay_is_on_policy_before_the_first_update(tmp_path, guidance_scale):
 def test_first_inner_step_sees_ratio_one(tmp_path):
     "Through the real training loop: the first micro-step's diagnostics report no drift."
     trainer = trainer_for(config(tmp_path, train_batch_size=4, sample_guidance_scale=5.0))
-    samples, _, rewards, _ = trainer.sample_and_reward(0, 0.5)
-    advantages, _ = trainer.compute_advantages(samples, rewards)
-    log = defaultdict(list)
-    trainer.train_on_samples(samples, advantages, epoch=0, inner=0, global_step=0, log=log)
+    sampled = trainer.sample_and_reward(0, 0.5)
+    advantages, _ = trainer.compute_advantages(sampled.samples, sampled.rewards)
+    log = trainer.train_on_samples(sampled.samples, advantages, epoch=0, inner=0)
     assert log["max_abs_log_ratio"][0].item() <= 1e-5 and log["clipfrac"][0].item() == 0
 
 # --- the loss and gradients against TRL's DDPOTrainer.calculate_loss (text-to-image: noise_strength = 1) ---------
@@ -67,7 +65,7 @@ def test_trainer_loss_and_gradients_match_trl(tmp_path, guidance_scale):
                  train_clip_range=0.05, train_adv_clip_max=2.0)
     ours = trainer_for(cfg, pipe=I2IDDPOStableDiffusionPipeline(str(checkpoint), use_lora=False))
     theirs = DefaultDDPOStableDiffusionPipeline(str(checkpoint), use_lora=False)
-    samples, _, _, _ = ours.sample_and_reward(0, 1.0)
+    samples = ours.sample_and_reward(0, 1.0).samples
     n, K = samples.log_probs.shape
     assert K == 10  # noise_strength 1: the whole schedule, from pure noise
     g = torch.Generator().manual_seed(1)
@@ -165,8 +163,8 @@ def test_async_rewards_overlap_sampling_and_change_nothing(tmp_path):
         def timed_rollout(*a, **k):
             events.append(("rollout", time.perf_counter(), threading.get_ident())); return rollout(*a, **k)
         trainer.sd_pipeline.rollout = timed_rollout
-        samples, _, rewards, _ = trainer.sample_and_reward(0, 0.5)
-        results[flag] = (rewards, samples.latents)
+        sampled = trainer.sample_and_reward(0, 0.5)
+        results[flag] = (sampled.rewards, sampled.samples.latents)
         if flag:  # batch 1 started sampling while batch 0's reward was still running, on another thread
             reward0 = next(t for e, t, _ in events if e == "reward")
             done0 = next(t for e, t, _ in events if e == "reward done")

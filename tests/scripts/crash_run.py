@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-import imageddpo.trainer as trainer_module
+import imageddpo.checkpoint as checkpoint_module  # where the trainer's checkpoint writes its weights
 from imageddpo import I2IDDPOStableDiffusionPipeline, ImageDDPOConfig, ImageDDPOTrainer, TrainerCallback, tiny_pipeline
 
 output_dir, kill, report = sys.argv[1], sys.argv[2], Path(sys.argv[3])
@@ -41,8 +41,8 @@ trainer = ImageDDPOTrainer(config, lambda images, prompts, metadata: images.mean
                            I2IDDPOStableDiffusionPipeline(tiny_pipeline()), callbacks=[Progress()])
 if where == "sample": trainer.sd_pipeline.rollout = killer("sample", trainer.sd_pipeline.rollout)
 if where == "update": trainer._optimizer_step = killer("update", trainer._optimizer_step)
-if where == "write": trainer_module.save_tensors = killer("write", trainer_module.save_tensors, before=False)
-if where == "seal": trainer_module.seal_checkpoint = killer("seal", trainer_module.seal_checkpoint)
+if where == "write": checkpoint_module.save_tensors = killer("write", checkpoint_module.save_tensors, before=False)
+if where == "seal": checkpoint_module.seal_checkpoint = killer("seal", checkpoint_module.seal_checkpoint)
 first_epoch = trainer.first_epoch
 trainer.train()
 report.write_text(json.dumps({"first_epoch": first_epoch, "global_step": trainer.global_step,

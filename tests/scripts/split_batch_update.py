@@ -21,6 +21,6 @@ rank = trainer.accelerator.process_index
 rows = slice(rank * n, (rank + 1) * n)
 mine = dataclasses.replace(out, **{f.name: getattr(out, f.name)[rows] for f in dataclasses.fields(RolloutOutput)
                                    if isinstance(getattr(out, f.name), torch.Tensor)}, prompts=out.prompts[rows])
-trainer.train_on_samples(mine, torch.linspace(-2, 2, 8)[rows], epoch=0, inner=0, global_step=0)
+trainer.train_on_samples(mine, torch.linspace(-2, 2, 8)[rows], epoch=0, inner=0)
 with open(f"{report}.{rank}", "w") as f:
     json.dump({k: v.detach().flatten().tolist() for k, v in trainer._trainable_state().items()}, f)
