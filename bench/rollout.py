@@ -10,7 +10,7 @@ import argparse, json, statistics
 import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, UNet2DConditionModel, AutoencoderKL
 
-from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline
+from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline, executed_steps
 from imageddpo.pocket import pocket_pipeline, tiny_pipeline
 from common import machine, peak_memory, timed
 
@@ -52,7 +52,7 @@ def bench(model:str, device:str, repeats:int, batch:int=4, steps:int=10, strengt
             t_ours, t_theirs = [], []
             for _ in range(repeats):
                 t_ours.append(timed(ours)); t_theirs.append(timed(theirs))
-            row = dict(model=model, guidance=guidance, noise_strength=strength, executed_steps=min(int(steps * strength), steps),
+            row = dict(model=model, guidance=guidance, noise_strength=strength, executed_steps=executed_steps(steps, strength),
                        batch=batch, ours_s=statistics.median(t_ours), diffusers_s=statistics.median(t_theirs))
             row["ratio"] = row["ours_s"] / row["diffusers_s"]
             rows.append(row)
