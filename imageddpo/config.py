@@ -109,53 +109,66 @@ ImageDDPOConfig.trained_steps = trained_steps
 # %% ../nbs/05_config.ipynb #a843e35b
 _TRACKERS = (None, "wandb", "tensorboard")
 _PRECISIONS = ("no", "fp16", "bf16")
+_POSITIVE_INTS = ("num_epochs", "save_freq", "num_checkpoint_limit", "sample_num_steps", "sample_batch_size",
+                  "sample_num_batches_per_epoch", "train_batch_size", "train_gradient_accumulation_steps",
+                  "train_num_inner_epochs", "per_prompt_stat_tracking_buffer_size", "per_prompt_stat_tracking_min_count",
+                  "max_workers", "lora_rank", "train_timesteps_per_pass")
+
+def _problems(c:ImageDDPOConfig) -> list[str]:
+    "Every broken rule of `c`, one line each naming its field (a rule that depends on a broken field is skipped)."
+    problems = []
+    def need(check, name, rule) -> bool:
+        try: ok = bool(check())
+        except (TypeError, ValueError): ok = False  # e.g. a string where a number belongs
+        if not ok: problems.append(f"{name}={getattr(c, name)!r}: {rule}")
+        return ok
+    need(lambda: isinstance(c.seed, int), "seed", "must be an int")
+    ints = {name: need(lambda: isinstance(getattr(c, name), int) and getattr(c, name) >= 1, name, "must be an int >= 1")
+            for name in _POSITIVE_INTS}
+    need(lambda: c.log_with in _TRACKERS, "log_with", f"must be one of {_TRACKERS}")
+    if need(lambda: c.mixed_precision in _PRECISIONS, "mixed_precision", f"must be one of {_PRECISIONS}"):
+        need(lambda: c.mixed_precision != "fp16" or torch.cuda.is_available(), "mixed_precision",
+             "fp16 needs a CUDA device and none is available; use 'no' (or 'bf16') on this machine")
+    need(lambda: c.sample_eta > 0, "sample_eta", "must be > 0: a deterministic sampler (eta=0) has no log-probabilities to train")
+    guidance_ok = need(lambda: c.sample_guidance_scale >= 0, "sample_guidance_scale", "must be >= 0")
+    if ints["sample_batch_size"] and ints["train_batch_size"]:
+        need(lambda: c.sample_batch_size % c.train_batch_size == 0, "train_batch_size", f"must divide sample_batch_size={c.sample_batch_size}")
+    need(lambda: c.train_learning_rate > 0, "train_learning_rate", "must be > 0")
+    for name in ("train_adam_beta1", "train_adam_beta2"): need(lambda: 0 <= getattr(c, name) < 1, name, "must be in [0, 1)")
+    need(lambda: c.train_adam_weight_decay >= 0, "train_adam_weight_decay", "must be >= 0")
+    for name in ("train_adam_epsilon", "train_max_grad_norm", "train_adv_clip_max", "train_clip_range"):
+        need(lambda: getattr(c, name) > 0, name, "must be > 0")
+    fraction_ok = need(lambda: 0 < c.train_timestep_fraction <= 1, "train_timestep_fraction", "must be in (0, 1]")
+    need(lambda: c.guidance_rescale >= 0, "guidance_rescale", "must be >= 0")
+    need(lambda: c.kl_coef >= 0, "kl_coef", "must be >= 0")
+    need(lambda: c.on_nonfinite in ("raise", "skip"), "on_nonfinite", "must be 'raise' or 'skip'")
+    need(lambda: isinstance(c.gradient_checkpointing, bool), "gradient_checkpointing", "must be True or False")
+    if guidance_ok:
+        need(lambda: c.train_cfg or c.sample_guidance_scale <= 1, "train_cfg",
+             f"False with sample_guidance_scale={c.sample_guidance_scale} > 1 would train a different policy than the one "
+             "that sampled (guided); set train_cfg=True, or sample with guidance <= 1")
+    need(lambda: not c.push_to_hub, "push_to_hub", "is not supported: call trainer.save_pretrained(dir) and upload that folder")
+    s = c.noise_strength
+    shape_ok = need(lambda: callable(s) or isinstance(s, (int, float)) or (isinstance(s, (tuple, list)) and len(s) == 2),
+                    "noise_strength", "must be a number, a (start, end) pair or a callable epoch -> strength")
+    if shape_ok and ints["num_epochs"] and ints["sample_num_steps"]:
+        for epoch in range(c.num_epochs):  # the first epoch that breaks a rule is reported
+            value = noise_strength_at(c, epoch)
+            if not need(lambda: 0 < value <= 1, "noise_strength", f"gives {value:g} at epoch {epoch}; every value must be in (0, 1]"): break
+            k = executed_steps(c.sample_num_steps, value)
+            if not need(lambda: k >= 1, "noise_strength",
+                        f"{value:g} with sample_num_steps={c.sample_num_steps} executes no step (epoch {epoch})"): break
+            if fraction_ok and not need(lambda: trained_step_count(c, k) >= 1, "train_timestep_fraction",
+                                        f"trains int({k} * {c.train_timestep_fraction}) = 0 of the {k} executed steps at epoch {epoch}"): break
+    return problems
 
 def _validate(c:ImageDDPOConfig):
-    "Check every field of `c`; raise ValueError (or ImportError) naming the first bad one."
-    def need(ok, name, rule):
-        if not ok: raise ValueError(f"{name}={getattr(c, name)!r}: {rule}")
-    need(isinstance(c.seed, int), "seed", "must be an int")
-    for name in ("num_epochs", "save_freq", "num_checkpoint_limit", "sample_num_steps", "sample_batch_size",
-                 "sample_num_batches_per_epoch", "train_batch_size", "train_gradient_accumulation_steps",
-                 "train_num_inner_epochs", "per_prompt_stat_tracking_buffer_size", "per_prompt_stat_tracking_min_count",
-                 "max_workers", "lora_rank", "train_timesteps_per_pass"):
-        need(isinstance(getattr(c, name), int) and getattr(c, name) >= 1, name, "must be an int >= 1")
-    need(c.log_with in _TRACKERS, "log_with", f"must be one of {_TRACKERS}")
-    need(c.mixed_precision in _PRECISIONS, "mixed_precision", f"must be one of {_PRECISIONS}")
-    need(c.mixed_precision != "fp16" or torch.cuda.is_available(), "mixed_precision",
-         "fp16 needs a CUDA device and none is available; use 'no' (or 'bf16') on this machine")
-    need(c.sample_eta > 0, "sample_eta", "must be > 0: a deterministic sampler (eta=0) has no log-probabilities to train")
-    need(c.sample_guidance_scale >= 0, "sample_guidance_scale", "must be >= 0")
-    need(c.sample_batch_size % c.train_batch_size == 0, "train_batch_size",
-         f"must divide sample_batch_size={c.sample_batch_size}")
-    need(c.train_learning_rate > 0, "train_learning_rate", "must be > 0")
-    for name in ("train_adam_beta1", "train_adam_beta2"): need(0 <= getattr(c, name) < 1, name, "must be in [0, 1)")
-    need(c.train_adam_weight_decay >= 0, "train_adam_weight_decay", "must be >= 0")
-    need(c.train_adam_epsilon > 0, "train_adam_epsilon", "must be > 0")
-    need(c.train_max_grad_norm > 0, "train_max_grad_norm", "must be > 0")
-    need(c.train_adv_clip_max > 0, "train_adv_clip_max", "must be > 0")
-    need(c.train_clip_range > 0, "train_clip_range", "must be > 0")
-    need(0 < c.train_timestep_fraction <= 1, "train_timestep_fraction", "must be in (0, 1]")
-    need(c.guidance_rescale >= 0, "guidance_rescale", "must be >= 0")
-    need(c.kl_coef >= 0, "kl_coef", "must be >= 0")
-    need(c.on_nonfinite in ("raise", "skip"), "on_nonfinite", "must be 'raise' or 'skip'")
-    need(isinstance(c.gradient_checkpointing, bool), "gradient_checkpointing", "must be True or False")
-    need(c.train_cfg or c.sample_guidance_scale <= 1, "train_cfg",
-         f"False with sample_guidance_scale={c.sample_guidance_scale} > 1 would train a different policy than the one "
-         "that sampled (guided); set train_cfg=True, or sample with guidance <= 1")
-    need(not c.push_to_hub, "push_to_hub", "is not supported: call trainer.save_pretrained(dir) and upload that folder")
+    "Check every field of `c`; one ValueError naming every bad one (or ImportError for a missing optional package)."
+    problems = _problems(c)
+    if len(problems) == 1: raise ValueError(problems[0])
+    if problems: raise ValueError(f"{len(problems)} invalid fields:\n  " + "\n  ".join(problems))
     if c.train_use_8bit_adam and importlib.util.find_spec("bitsandbytes") is None:
         raise ImportError("train_use_8bit_adam=True needs bitsandbytes: pip install bitsandbytes")
-    s = c.noise_strength
-    need(callable(s) or isinstance(s, (int, float)) or (isinstance(s, (tuple, list)) and len(s) == 2),
-         "noise_strength", "must be a number, a (start, end) pair or a callable epoch -> strength")
-    for epoch in range(c.num_epochs):
-        value = noise_strength_at(c, epoch)
-        need(0 < value <= 1, "noise_strength", f"gives {value:g} at epoch {epoch}; every value must be in (0, 1]")
-        k = executed_steps(c.sample_num_steps, value)
-        need(k >= 1, "noise_strength", f"{value:g} with sample_num_steps={c.sample_num_steps} executes no step (epoch {epoch})")
-        need(trained_step_count(c, k) >= 1, "train_timestep_fraction",
-             f"trains int({k} * {c.train_timestep_fraction}) = 0 of the {k} executed steps at epoch {epoch}")
 
 # %% ../nbs/05_config.ipynb #b62b07bb
 def rollout_arguments(config:ImageDDPOConfig, epoch:int) -> dict:

@@ -26,7 +26,7 @@ def digits_dataset(split:str="train", # "train" (1,500 images) or "heldout" (297
     "scikit-learn's handwritten digits as float32 RGB images [N, 3, size, size] in [0, 1], and their labels."
     if split not in ("train", "heldout"): raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
     try: from sklearn.datasets import load_digits
-    except ImportError as e: raise ImportError('the pocket digits need scikit-learn: pip install "imageddpo[pocket]"') from e
+    except ImportError as e: raise ImportError('the pocket digits need scikit-learn: pip install scikit-learn') from e
     digits = load_digits()
     images = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16
     images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)

@@ -64,3 +64,13 @@ def test_console_script_smoke_run():
     out = subprocess.run([script, "smoke", "--steps", "3"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert re.search(r"replay_max_abs_error: 0\n", out.stdout)
+
+def test_no_instruction_installs_the_original_package():
+    "The package index's `imageddpo` is the original 0.1.2: every install line names this repository (or a local checkout)."
+    import re
+    texts = {p: p.read_text() for p in [ROOT/"README.md", *sorted((ROOT/"nbs").rglob("*.ipynb")), *sorted((ROOT/"imageddpo").glob("*.py"))]}
+    for path, text in texts.items():
+        for line in re.findall(r"pip install[^\n]*imageddpo[^\n]*", text):
+            if "0.1.2" in line: continue  # the warning that says which package not to install
+            assert "git+https://github.com/hectorastrom/imageddpo" in line or re.search(r"-e \\?\"?\.", line), (path, line)
+    assert 'pip install -q \\"imageddpo @ git+https://github.com/hectorastrom/imageddpo\\"' in texts[ROOT/"nbs"/"tutorials"/"02_sd15_gpu.ipynb"]
