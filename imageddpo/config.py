@@ -25,62 +25,62 @@ NoiseStrength = float | tuple[float, float] | Callable[[int], float]
 class ImageDDPOConfig:
     "Configuration of `ImageDDPOTrainer`: TRL 0.21's `DDPOConfig` fields (same defaults) plus image-to-image settings."
     # --- TRL DDPOConfig: run and logging ---
-    exp_name: str = field(default_factory=lambda: Path(sys.argv[0]).stem)  # name of this experiment
-    run_name: str = ""                 # name of this run (trackers)
+    exp_name: str = field(default_factory=lambda: Path(sys.argv[0]).stem)  # TRL compatibility: accepted, not used here
+    run_name: str = ""                 # TRL compatibility: accepted, not used here (name a tracker run with `tracker_kwargs`)
     seed: int = 0                      # seeds sampling, prompt order and training
     log_with: str | None = None        # None, "wandb" or "tensorboard" (imported only when asked for)
-    tracker_kwargs: dict = field(default_factory=dict)
-    accelerator_kwargs: dict = field(default_factory=dict)
-    project_kwargs: dict = field(default_factory=dict)
-    tracker_project_name: str = "trl"
-    logdir: str = "logs"
-    num_epochs: int = 100
+    tracker_kwargs: dict = field(default_factory=dict)  # passed to `accelerator.init_trackers` as `init_kwargs`
+    accelerator_kwargs: dict = field(default_factory=dict)  # more keyword arguments of `accelerate.Accelerator`
+    project_kwargs: dict = field(default_factory=dict)  # more keyword arguments of accelerate's `ProjectConfiguration`
+    tracker_project_name: str = "trl"  # the trackers' project name (TRL's default)
+    logdir: str = "logs"               # trackers' folder, inside `output_dir`
+    num_epochs: int = 100              # epochs `train()` runs; an epoch samples, scores and takes PPO steps
     save_freq: int = 1                 # checkpoint every this many epochs
     num_checkpoint_limit: int = 5      # keep the last this many checkpoints
-    mixed_precision: str = "fp16"      # "no", "fp16" (needs CUDA) or "bf16"
-    allow_tf32: bool = True
+    mixed_precision: str = "fp16"      # "no", "fp16" (needs CUDA) or "bf16": the frozen weights' dtype and autocast
+    allow_tf32: bool = True            # TF32 matrix products on Ampere and newer GPUs
     resume_from: str = ""              # a checkpoint folder, "latest", or "" to start fresh
     # --- TRL DDPOConfig: sampling ---
-    sample_num_steps: int = 50         # N, the length of the DDIM schedule
+    sample_num_steps: int = 50         # N, the length of the DDIM schedule (noise_strength selects its last K steps)
     sample_eta: float = 1.0            # DDIM noise; must be > 0 to train
-    sample_guidance_scale: float = 5.0
-    sample_batch_size: int = 1
-    sample_num_batches_per_epoch: int = 2
+    sample_guidance_scale: float = 5.0 # classifier-free guidance when > 1; <= 1 samples with the prompt alone
+    sample_batch_size: int = 1         # samples per rollout batch, per process
+    sample_num_batches_per_epoch: int = 2  # rollout batches per epoch, per process
     # --- TRL DDPOConfig: training ---
-    train_batch_size: int = 1
-    train_use_8bit_adam: bool = False  # needs bitsandbytes
-    train_learning_rate: float = 3e-4
-    train_adam_beta1: float = 0.9
-    train_adam_beta2: float = 0.999
-    train_adam_weight_decay: float = 1e-4
-    train_adam_epsilon: float = 1e-8
-    train_gradient_accumulation_steps: int = 1
-    train_max_grad_norm: float = 1.0
-    train_num_inner_epochs: int = 1
-    train_cfg: bool = True             # train with guidance as sampled (must match sampling)
-    train_adv_clip_max: float = 5.0
-    train_clip_range: float = 1e-4
+    train_batch_size: int = 1          # samples per PPO minibatch (must divide sample_batch_size)
+    train_use_8bit_adam: bool = False  # bitsandbytes' 8-bit AdamW (needs bitsandbytes)
+    train_learning_rate: float = 3e-4  # AdamW learning rate
+    train_adam_beta1: float = 0.9      # AdamW beta1
+    train_adam_beta2: float = 0.999    # AdamW beta2
+    train_adam_weight_decay: float = 1e-4  # AdamW weight decay
+    train_adam_epsilon: float = 1e-8   # AdamW epsilon
+    train_gradient_accumulation_steps: int = 1  # minibatches per optimizer step
+    train_max_grad_norm: float = 1.0   # gradients clipped to this total norm
+    train_num_inner_epochs: int = 1    # PPO passes over each epoch's samples
+    train_cfg: bool = True             # TRL compatibility: training always replays the guidance that sampled; False is refused with guidance > 1
+    train_adv_clip_max: float = 5.0    # advantages clipped to [-train_adv_clip_max, train_adv_clip_max]
+    train_clip_range: float = 1e-4     # PPO's epsilon: ratios clipped to [1 - eps, 1 + eps] (chapter 04b: why so small)
     train_timestep_fraction: float = 1.0  # fraction of the K *executed* steps trained per sample
-    per_prompt_stat_tracking: bool = False  # per-(prompt, input image) advantages
-    per_prompt_stat_tracking_buffer_size: int = 16
-    per_prompt_stat_tracking_min_count: int = 16
-    async_reward_computation: bool = False
-    max_workers: int = 2
-    negative_prompts: str = ""
-    push_to_hub: bool = False
+    per_prompt_stat_tracking: bool = False  # advantages per (prompt, input image) instead of over the whole epoch
+    per_prompt_stat_tracking_buffer_size: int = 16  # rewards kept per (prompt, input image)
+    per_prompt_stat_tracking_min_count: int = 16    # below this many, a key's advantages use the epoch's statistics
+    async_reward_computation: bool = False  # score batch b in a thread while batch b + 1 samples
+    max_workers: int = 2               # threads for async_reward_computation
+    negative_prompts: str = ""         # the unconditional prompt under guidance ("" = the null prompt)
+    push_to_hub: bool = False          # not supported (an error): save with `trainer.save_pretrained` and upload that
     # --- image-to-image DDPO ---
     noise_strength: NoiseStrength = 0.4  # diffusers' img2img strength; (start, end) = linear over num_epochs
-    guidance_rescale: float = 0.0
-    use_lora: bool = True
-    lora_rank: int = 4
-    lora_alpha: float = 4
-    lora_init: str | bool = "gaussian"
-    lora_target_modules: tuple = LORA_TARGET_MODULES
+    guidance_rescale: float = 0.0      # rescale the guided prediction (diffusers' guidance_rescale), 0 = off
+    use_lora: bool = True              # train a LoRA adapter (else the whole UNet)
+    lora_rank: int = 4                 # LoRA r (for a pipeline the trainer wraps itself)
+    lora_alpha: float = 4              # LoRA alpha: scale = alpha / r
+    lora_init: str | bool = "gaussian" # peft's `init_lora_weights`
+    lora_target_modules: tuple = LORA_TARGET_MODULES  # UNet modules that get adapters
     kl_coef: float = 0.0               # weight of KL(policy || reference) per step; 0 = off
     on_nonfinite: str = "raise"        # a NaN/inf loss or gradient: "raise", or "skip" the update (counted, logged)
     gradient_checkpointing: bool = False  # recompute UNet activations in the backward pass: less memory, a second forward pass
     train_timesteps_per_pass: int = 1  # trained timesteps of a minibatch batched into one UNet call: fewer, bigger calls, more memory
-    output_dir: str = "imageddpo-output"
+    output_dir: str = "imageddpo-output"  # checkpoints, logs and the dashboard's files
 
     def __post_init__(self): _validate(self)
 
