@@ -74,3 +74,25 @@ def test_no_instruction_installs_the_original_package():
             if "0.1.2" in line: continue  # the warning that says which package not to install
             assert "git+https://github.com/hectorastrom/imageddpo" in line or re.search(r"-e \\?\"?\.", line), (path, line)
     assert 'pip install -q \\"imageddpo @ git+https://github.com/hectorastrom/imageddpo\\"' in texts[ROOT/"nbs"/"tutorials"/"02_sd15_gpu.ipynb"]
+
+def test_docs_workflow_matches_the_project():
+    "The Pages workflow runs nbdev 3's (hyphenated) commands, installs this project with a CPU torch, and publishes nbdev's doc_path."
+    import shutil, tomllib, yaml
+    workflow = yaml.safe_load((ROOT/".github"/"workflows"/"deploy.yaml").read_text())
+    steps = workflow["jobs"]["deploy"]["steps"]
+    runs = "\n".join(s.get("run", "") for s in steps)
+    text = (ROOT/".github"/"workflows"/"deploy.yaml").read_text()
+    assert "settings.ini" not in text.replace("keys its pip cache on settings.ini", "") and "setup.py" not in text
+    assert not (ROOT/"settings.ini").exists()
+    for command in re.findall(r"\bnbdev[-_][a-z_-]+", runs):
+        assert "_" not in command, f"{command}: nbdev 3's commands are hyphenated"
+        assert shutil.which(command), f"{command} is not a command of the installed nbdev"
+    assert "nbdev-docs" in runs and 'pip install -e ".[dev]"' in runs
+    assert "download.pytorch.org/whl/cpu" in runs  # CPU PyTorch: docs need no GPU
+    setup = next(s for s in steps if s.get("uses", "").startswith("actions/setup-python"))
+    assert (ROOT/setup["with"]["cache-dependency-path"]).is_file()
+    pyproject = tomllib.loads((ROOT/"pyproject.toml").read_text())
+    deploy = next(s for s in steps if "actions-gh-pages" in s.get("uses", ""))
+    assert Path(deploy["with"]["publish_dir"]) == Path(pyproject["tool"]["nbdev"]["doc_path"])
+    need = pyproject["project"]["requires-python"].removeprefix(">=")
+    assert tuple(map(int, str(setup["with"]["python-version"]).split("."))) >= tuple(map(int, need.split(".")))
