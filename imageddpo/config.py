@@ -31,7 +31,7 @@ class ImageDDPOConfig:
     log_with: str | None = None        # None, "wandb" or "tensorboard" (imported only when asked for)
     tracker_kwargs: dict = field(default_factory=dict)  # passed to `accelerator.init_trackers` as `init_kwargs`
     accelerator_kwargs: dict = field(default_factory=dict)  # more keyword arguments of `accelerate.Accelerator`
-    project_kwargs: dict = field(default_factory=dict)  # more keyword arguments of accelerate's `ProjectConfiguration`
+    project_kwargs: dict = field(default_factory=dict)  # accelerate's `ProjectConfiguration` arguments; TRL's keys are honoured (see below)
     tracker_project_name: str = "trl"  # the trackers' project name (TRL's default)
     logdir: str = "logs"               # trackers' folder, inside `output_dir`
     num_epochs: int = 100              # epochs `train()` runs; an epoch samples, scores and takes PPO steps
@@ -82,7 +82,9 @@ class ImageDDPOConfig:
     train_timesteps_per_pass: int = 1  # trained timesteps of a minibatch batched into one UNet call: fewer, bigger calls, more memory
     output_dir: str = "imageddpo-output"  # checkpoints, logs and the dashboard's files
 
-    def __post_init__(self): _validate(self)
+    def __post_init__(self):
+        _take_project_kwargs(self)
+        _validate(self)
 
 # %% ../nbs/05_config.ipynb #9f9d2db0
 def noise_strength_at(config:ImageDDPOConfig, epoch:int) -> float:
@@ -169,6 +171,27 @@ def _validate(c:ImageDDPOConfig):
     if problems: raise ValueError(f"{len(problems)} invalid fields:\n  " + "\n  ".join(problems))
     if c.train_use_8bit_adam and importlib.util.find_spec("bitsandbytes") is None:
         raise ImportError("train_use_8bit_adam=True needs bitsandbytes: pip install bitsandbytes")
+
+# %% ../nbs/05_config.ipynb #27d21d76
+_DEFAULT_OUTPUT_DIR = "imageddpo-output"
+
+def _take_project_kwargs(c:ImageDDPOConfig):
+    "Move TRL's `project_kwargs` keys into the fields that mean the same (in place); refuse a conflicting value."
+    kw = dict(c.project_kwargs)
+    if "project_dir" in kw:
+        project_dir = str(kw.pop("project_dir"))
+        if c.output_dir != _DEFAULT_OUTPUT_DIR and Path(c.output_dir).resolve() != Path(project_dir).resolve():
+            raise ValueError(f"output_dir={c.output_dir!r} and project_kwargs['project_dir']={project_dir!r} both say where the "
+                             "run is saved, differently; give one of them")
+        c.output_dir = project_dir
+    if "logging_dir" in kw: c.logdir = str(Path(kw.pop("logging_dir")).resolve())
+    if "total_limit" in kw:
+        limit = kw.pop("total_limit")
+        if c.num_checkpoint_limit not in (5, limit):  # 5: the default
+            raise ValueError(f"num_checkpoint_limit={c.num_checkpoint_limit} and project_kwargs['total_limit']={limit} disagree; give one")
+        c.num_checkpoint_limit = limit
+    kw.pop("automatic_checkpoint_naming", None)  # always: checkpoint-<completed epochs>
+    c.project_kwargs = kw
 
 # %% ../nbs/05_config.ipynb #b62b07bb
 def rollout_arguments(config:ImageDDPOConfig, epoch:int) -> dict:
