@@ -103,7 +103,7 @@ def demo(epochs:int=DEMO_CONFIG["num_epochs"], # training epochs of 64 samples e
     dashboard = TrainingDashboard(heldout[0][val], [digit_prompt(int(heldout[2][i])) for i in val],
                                   [{"label": int(heldout[2][i])} for i in val], every=10, mode="static", output_dir=out / "dashboard")
     torch.manual_seed(seed)  # the LoRA's random initialisation (the trainer seeds everything after it)
-    policy = I2IDDPOStableDiffusionPipeline(pocket_pipeline())
+    policy = I2IDDPOStableDiffusionPipeline(pocket_pipeline(), lora_seed=None)  # drawn after the seeding above
     trainer = ImageDDPOTrainer(config, pocket_reward(), demo_prompt_function(*train_inputs), policy,
                                callbacks=[dashboard, *([ProgressBar(desc="imageddpo demo")] if progress else [])])
     before = evaluate(trainer.sd_pipeline, heldout[0], heldout[2], config)

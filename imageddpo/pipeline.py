@@ -9,7 +9,7 @@ __all__ = ['LORA_TARGET_MODULES', 'executed_steps', 'img2img_timesteps', 'to_ima
            'I2IDDPOStableDiffusionPipeline']
 
 # %% ../nbs/02_pipeline.ipynb #b2c77602
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,6 +128,7 @@ class I2IDDPOStableDiffusionPipeline:
                  lora_rank:int=4,        # LoRA r
                  lora_alpha:float=4,     # LoRA alpha (scale = alpha / r)
                  lora_init:str|bool="gaussian", # peft's `init_lora_weights`
+                 lora_seed:int|None=0,   # seeds the adapter's initial weights: the same arguments, the same policy (None: torch's global RNG)
                  lora_target_modules=LORA_TARGET_MODULES, # UNet modules that get adapters
                  torch_dtype:torch.dtype|None=None, # dtype to load the weights in
                 ):
@@ -150,8 +151,12 @@ class I2IDDPOStableDiffusionPipeline:
         self.text_encoder.requires_grad_(False)
         self.unet.requires_grad_(not use_lora)
         if use_lora:
-            self.unet.add_adapter(LoraConfig(r=lora_rank, lora_alpha=lora_alpha, init_lora_weights=lora_init,
-                                             target_modules=list(lora_target_modules)))
+            device = next(self.unet.parameters()).device
+            seeded = torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else [])  # global RNG untouched
+            with seeded if lora_seed is not None else nullcontext():
+                if lora_seed is not None: torch.manual_seed(lora_seed)
+                self.unet.add_adapter(LoraConfig(r=lora_rank, lora_alpha=lora_alpha, init_lora_weights=lora_init,
+                                                 target_modules=list(lora_target_modules)))
         self._null_embeds = {}
 
     @property

@@ -176,7 +176,7 @@ def read_run_config(source, # a YAML path, or the already-parsed dict
 def load_policy(model:str, revision:str, config:ImageDDPOConfig) -> I2IDDPOStableDiffusionPipeline:
     "The policy a run names, with the config's LoRA settings."
     lora = dict(use_lora=config.use_lora, lora_rank=config.lora_rank, lora_alpha=config.lora_alpha,
-                lora_init=config.lora_init, lora_target_modules=config.lora_target_modules)
+                lora_init=config.lora_init, lora_target_modules=config.lora_target_modules, lora_seed=config.seed)
     if model in ("pocket", "tiny"):
         from imageddpo.pocket import pocket_pipeline, tiny_pipeline
         return I2IDDPOStableDiffusionPipeline(pocket_pipeline() if model == "pocket" else tiny_pipeline(config.seed), **lora)

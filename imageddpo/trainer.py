@@ -76,7 +76,7 @@ class ImageDDPOTrainer:
             if not callable(fn): raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
         if isinstance(sd_pipeline, StableDiffusionPipeline):
             sd_pipeline = I2IDDPOStableDiffusionPipeline(sd_pipeline, use_lora=c.use_lora, lora_rank=c.lora_rank,
-                lora_alpha=c.lora_alpha, lora_init=c.lora_init, lora_target_modules=c.lora_target_modules)
+                lora_alpha=c.lora_alpha, lora_init=c.lora_init, lora_target_modules=c.lora_target_modules, lora_seed=c.seed)
         if not isinstance(sd_pipeline, I2IDDPOStableDiffusionPipeline):
             raise TypeError(f"sd_pipeline must be an I2IDDPOStableDiffusionPipeline, got {type(sd_pipeline).__name__}")
         if sd_pipeline.use_lora != c.use_lora:

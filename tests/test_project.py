@@ -96,3 +96,15 @@ def test_docs_workflow_matches_the_project():
     assert Path(deploy["with"]["publish_dir"]) == Path(pyproject["tool"]["nbdev"]["doc_path"])
     need = pyproject["project"]["requires-python"].removeprefix(">=")
     assert tuple(map(int, str(setup["with"]["python-version"]).split("."))) >= tuple(map(int, need.split(".")))
+
+def test_readme_quick_start_prints_what_the_readme_shows(tmp_path):
+    "The Quick start, saved as a script and run, prints exactly the output the README shows under it."
+    text = (ROOT/"README.md").read_text()
+    section = text[text.index("## Quick start in Python"):]
+    section = section[:section.index("\n## ", 5)]
+    code = "".join(re.findall(r"```python\n(.*?)```", section, re.S))
+    shown = re.findall(r"\n\n```\n(.*?)\n```", section, re.S)[-1].strip()  # the output block (a bare fence)
+    (tmp_path/"quickstart.py").write_text(code)
+    done = subprocess.run([sys.executable, "quickstart.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == shown
