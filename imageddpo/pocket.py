@@ -10,11 +10,14 @@ __all__ = ['SD15_SCHEDULER_CONFIG', 'TINY_WORDS', 'sd15_ddim_scheduler', 'tiny_t
 
 # %% ../nbs/00_pocket.ipynb #2a24d1a3
 import json, tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from diffusers.utils import logging as diffusers_logging
+from transformers.utils import logging as transformers_logging
 
 # %% ../nbs/00_pocket.ipynb #900a5237
 SD15_SCHEDULER_CONFIG = dict(
@@ -104,11 +107,22 @@ def tiny_pipeline(seed:int=0, # seeds the random weights
     return pipe
 
 # %% ../nbs/00_pocket.ipynb #f433093e
+@contextmanager
+def _quiet_loading():
+    "Inside the block diffusers' and transformers' loading progress bars are off; as they were after it."
+    was_on = diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled()
+    diffusers_logging.disable_progress_bar(); transformers_logging.disable_progress_bar()
+    try: yield
+    finally:
+        if was_on[0]: diffusers_logging.enable_progress_bar()
+        if was_on[1]: transformers_logging.enable_progress_bar()
+
 def pocket_pipeline(torch_dtype:torch.dtype=torch.float32, # the weights ship in fp16 and are cast to this
                    ) -> StableDiffusionPipeline:
-    "The trained pocket digits model shipped with the package (SD-1.x architecture, 32x32), loaded offline."
+    "The trained pocket digits model shipped with the package (SD-1.x architecture, 32x32), loaded offline and quietly."
     from importlib.resources import files
-    pipe = StableDiffusionPipeline.from_pretrained(str(files("imageddpo") / "assets" / "pocket"))
+    with _quiet_loading():  # a 5 MB model from the package's own folder: no progress bars
+        pipe = StableDiffusionPipeline.from_pretrained(str(files("imageddpo") / "assets" / "pocket"))
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):  # diffusers loads its models in float32, transformers keeps fp16
         if module.dtype != torch_dtype: module.to(torch_dtype)
     pipe.set_progress_bar_config(disable=True)
