@@ -204,7 +204,6 @@ def encode_prompts(self:I2IDDPOStableDiffusionPipeline, prompts:list[str], guida
         uncond = self._null_embeds[key]
     return cond, uncond.to(dtype).expand(len(prompts), -1, -1)
 
-
 # %% ../nbs/02_pipeline.ipynb #3b437b91
 @patch
 def predict_noise(self:I2IDDPOStableDiffusionPipeline,
@@ -223,7 +222,6 @@ def predict_noise(self:I2IDDPOStableDiffusionPipeline,
     uncond, text = both.chunk(2)
     noise_pred = uncond + guidance_scale * (text - uncond)
     return rescale_noise_cfg(noise_pred, text, guidance_rescale) if guidance_rescale > 0 else noise_pred
-
 
 # %% ../nbs/02_pipeline.ipynb #55e112ca
 @patch
@@ -284,7 +282,6 @@ def _step_noises(shape, steps:int, generator, device, dtype) -> torch.Tensor:
     draw_on = torch.device(device) if first is None else first.device
     return torch.stack([randn_tensor(shape, generator=generator, device=draw_on, dtype=dtype) for _ in range(steps)]).to(device)
 
-
 # %% ../nbs/02_pipeline.ipynb #4baef066
 @patch
 @torch.no_grad()
@@ -293,7 +290,6 @@ def decode(self:I2IDDPOStableDiffusionPipeline, latents:torch.Tensor) -> torch.T
     vae_dtype = next(self.vae.parameters()).dtype
     images = self.vae.decode(latents.to(vae_dtype) / self.vae.config.scaling_factor, return_dict=False)[0]
     return (images.float() / 2 + 0.5).clamp(0, 1)
-
 
 # %% ../nbs/02_pipeline.ipynb #d4706ca9
 @patch
@@ -339,7 +335,6 @@ def rollout(self:I2IDDPOStableDiffusionPipeline,
         negative_prompt_embeds=negative_prompt_embeds, guidance_scale=guidance_scale, guidance_rescale=guidance_rescale,
         eta=eta, noise_strength=noise_strength, num_inference_steps=num_inference_steps,
         pred_original_samples=torch.stack(pred_x0, dim=1) if return_pred_original_samples else None)
-
 
 # %% ../nbs/02_pipeline.ipynb #fb0a688b
 @patch

@@ -25,7 +25,7 @@ def _schedule_facts(scheduler:DDIMScheduler) -> dict:
     if facts is None or facts["source"] is not scheduler.alphas_cumprod:
         final = torch.as_tensor(scheduler.final_alpha_cumprod, dtype=torch.float32).reshape(1).cpu()
         table = torch.cat([final, scheduler.alphas_cumprod.float().cpu()])
-        facts = dict(source=scheduler.alphas_cumprod, tables={torch.device("cpu"): table}, timesteps={})
+        facts = dict(source=scheduler.alphas_cumprod, tables={torch.device("cpu"): table}, timesteps={}, zero_in={})
         _schedules[scheduler] = facts
     return facts
 
@@ -85,7 +85,11 @@ def _zero_variance_reason(scheduler, timestep, num_inference_steps:int) -> str:
     on an accelerator is not read back (the host would wait for the device at every step): a step is defined for the
     timesteps of its schedule (its Δ is that schedule's), so if none of those has sigma_t = 0, this one has not."""
     if isinstance(timestep, torch.Tensor) and timestep.device.type != "cpu":
-        if not _zero_variance(scheduler, schedule_timesteps(scheduler, num_inference_steps), num_inference_steps).any(): return ""
+        zero_in = _schedule_facts(scheduler)["zero_in"]  # per N, computed once: this runs at every step of a rollout
+        if num_inference_steps not in zero_in:
+            steps = schedule_timesteps(scheduler, num_inference_steps)
+            zero_in[num_inference_steps] = bool(_zero_variance(scheduler, steps, num_inference_steps).any())
+        if not zero_in[num_inference_steps]: return ""
     t = torch.as_tensor(timestep).long().reshape(-1).cpu()
     zero = _zero_variance(scheduler, t, num_inference_steps)
     if not zero.any(): return ""

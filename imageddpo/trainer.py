@@ -181,7 +181,6 @@ class SampledEpoch:
     reward_metadata: list[dict] # reward_function's extra output, one dict per batch
     seconds: dict               # sample_s (sampling), reward_wait_s (waiting for rewards after sampling)
 
-
 # %% ../nbs/05c_trainer.ipynb #ad8de721
 @patch
 def _draw_inputs(self:ImageDDPOTrainer, n:int):
