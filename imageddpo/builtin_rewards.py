@@ -87,6 +87,7 @@ def fidelity_reward(metric:str="psnr",        # "psnr" (dB) or "ssim" (at most 1
     def reward_function(images, prompts, metadata, input_images=None):
         scores = measure(images.float(), _references(images, metadata, input_images, reference_key)).cpu()
         return scores, {metric: scores.mean().item()}
+    reward_function.metadata_keys = () if reference_key is None else (reference_key,)  # what it reads (run files check it)
     return reward_function
 
 # %% ../nbs/03b_builtin_rewards.ipynb #8801f34d
@@ -109,6 +110,7 @@ def classifier_confidence(model:torch.nn.Module,   # images -> logits [B, classe
             raise ValueError(f"metadata[...][{label_key!r}]: class indices must be in [0, {logits.shape[1]})")
         scores = logits.log_softmax(-1).gather(1, labels[:, None]).squeeze(1)
         return (scores if log else scores.exp()).cpu(), {"accuracy": (logits.argmax(1) == labels).float().mean().item()}
+    reward_function.metadata_keys = (label_key,)  # the metadata it reads: run files check their image source supplies it
     return reward_function
 
 # %% ../nbs/03b_builtin_rewards.ipynb #d2f0566a
@@ -126,4 +128,5 @@ def weighted_sum(parts:dict): # name -> (reward_function, weight)
             info[name] = rewards.mean().item()
             info.update({f"{name}/{k}": v for k, v in extra.items()})
         return total, info
+    reward_function.metadata_keys = tuple(dict.fromkeys(k for fn, _ in parts.values() for k in getattr(fn, "metadata_keys", ())))
     return reward_function

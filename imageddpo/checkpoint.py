@@ -7,8 +7,8 @@ Docs: https://hectorastrom.github.io/imageddpo/checkpoints.html.md"""
 # %% auto #0
 __all__ = ['CHECKPOINT_RE', 'MANIFEST', 'CheckpointError', 'partial_dir', 'begin_checkpoint', 'write_files', 'seal_checkpoint',
            'list_checkpoints', 'latest_checkpoint', 'checkpoint_epoch', 'verify_checkpoint', 'resolve_resume',
-           'prune_checkpoints', 'rng_state', 'set_rng_state', 'save_tensors', 'load_tensors', 'load_state',
-           'save_trainer_checkpoint', 'load_trainer_checkpoint']
+           'prune_checkpoints', 'check_output_dir', 'clear_checkpoints', 'rng_state', 'set_rng_state', 'save_tensors',
+           'load_tensors', 'load_state', 'save_trainer_checkpoint', 'load_trainer_checkpoint']
 
 # %% ../nbs/05b_checkpoints.ipynb #fc50009c
 import hashlib, json, os, random, re, shutil
@@ -116,6 +116,28 @@ def prune_checkpoints(output_dir:str|Path, keep:int):
     root = Path(output_dir)/"checkpoints"
     for stale in root.glob(".checkpoint-*.partial"): shutil.rmtree(stale, ignore_errors=True)
 
+# %% ../nbs/05b_checkpoints.ipynb #1c388c51
+def check_output_dir(output_dir:str|Path,
+                     resume_from:str="",               # a checkpoint folder, "latest", or "" for a new run
+                     overwrite_output_dir:bool=False,  # a new run may replace the folder's previous one
+                     command:str|None=None):           # name the command-line flags in the message (e.g. "imageddpo demo")
+    "Refuse a new run in `output_dir` when it holds a previous run's checkpoints (nothing is changed)."
+    if resume_from and overwrite_output_dir:
+        raise ValueError(f"resume_from={resume_from!r} continues the run in output_dir and overwrite_output_dir=True replaces it: choose one")
+    found = list_checkpoints(output_dir)
+    if not found or resume_from or overwrite_output_dir: return
+    resume, overwrite = (f"`{command} --resume-from latest`", f"`{command} --overwrite-output-dir`") if command \
+                        else ("resume_from='latest'", "overwrite_output_dir=True")
+    raise ValueError(f"output_dir={str(output_dir)!r} holds a previous run (newest checkpoint: {found[-1].name}, "
+                     f"epochs done: {checkpoint_epoch(found[-1])}). Continue it with {resume}, start over with {overwrite} "
+                     "(deletes its checkpoints), or choose another output_dir. Nothing was changed.")
+
+def clear_checkpoints(output_dir:str|Path):
+    "Delete every checkpoint under `output_dir/checkpoints`, sealed or partial (main process; `overwrite_output_dir`)."
+    root = Path(output_dir)/"checkpoints"
+    for path in root.glob("*checkpoint-*"):
+        if path.is_dir(): shutil.rmtree(path)
+
 # %% ../nbs/05b_checkpoints.ipynb #8d8e3136
 def rng_state() -> dict:
     "This process's global RNG states (random, numpy, torch, cuda) as JSON-able data."
@@ -195,3 +217,4 @@ def load_trainer_checkpoint(trainer, # an `ImageDDPOTrainer` (every process call
     trainer.first_epoch, trainer.global_step = checkpoint_epoch(path), state["global_step"]
     trainer.history, trainer.nonfinite_skipped = state["history"], state["nonfinite_skipped"]
     set_rng_state(json.loads((path/f"rng-{acc.process_index}.json").read_text()))
+    acc.print(f"Resuming from {path}: {trainer.first_epoch} of {trainer.config.num_epochs} epochs done")

@@ -8,16 +8,10 @@ Docs: https://hectorastrom.github.io/imageddpo/cli.html.md"""
 __all__ = ['smoke', 'demo_command', 'train_command', 'command_parser', 'main']
 
 # %% ../nbs/07_cli.ipynb #2c03e2cf
-import argparse, inspect, time
+import argparse, inspect, os, time
 from pathlib import Path
 
-import torch
 from fastcore.docments import docments
-
-from .demo import DEMO_CONFIG, demo
-from .pipeline import I2IDDPOStableDiffusionPipeline
-from .pocket import tiny_pipeline
-from .run_config import train_from_run_config
 
 # %% ../nbs/07_cli.ipynb #de884a96
 def smoke(steps:int=10, # N, the length of the DDIM schedule
@@ -30,6 +24,9 @@ def smoke(steps:int=10, # N, the length of the DDIM schedule
     "Roll out the tiny pipeline's LoRA policy on random images, replay its log-probs, report timing and the replay error."
     if batch < 1: raise ValueError(f"batch must be >= 1, got {batch}")
     if eta <= 0: raise ValueError(f"eta must be > 0 for a policy with log-probs, got {eta}")
+    import torch
+    from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline
+    from imageddpo.pocket import tiny_pipeline
     policy = I2IDDPOStableDiffusionPipeline(tiny_pipeline(seed))
     generator = torch.Generator().manual_seed(seed)
     images = torch.rand(batch, 3, 64, 64, generator=generator)
@@ -48,29 +45,43 @@ def _quiet_library_logs():
     transformers.logging.set_verbosity_error(); diffusers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar(); diffusers.utils.logging.disable_progress_bar()
 
-def demo_command(epochs:int=DEMO_CONFIG["num_epochs"], # training epochs of 64 samples each
-                 output_dir:str="imageddpo-demo", # where the pictures, weights and metrics go (must be new or empty)
-                 seed:int=0,                    # seeds the LoRA initialisation, sampling, input draws and training
-                 device:str="auto",             # cpu, cuda or auto
+def demo_command(epochs:int=None,                  # training epochs of 64 samples each (default: the demo's 180)
+                 output_dir:str="imageddpo-demo",  # where the pictures, weights, checkpoints and metrics go
+                 resume_from:str=None,             # "latest" (or a checkpoint folder): continue an interrupted demo
+                 overwrite_output_dir:bool=False,  # start over in an output_dir that holds a previous demo
+                 seed:int=0,                       # seeds the LoRA initialisation, sampling, input draws and training
+                 device:str="auto",                # cpu, cuda or auto
+                 threads:int=None,                 # torch's CPU threads (default: every core but one; OMP_NUM_THREADS overrides)
                 ) -> dict:
     "Fine-tune the pocket model to restore corrupted digits on the CPU, with held-out figures before and after."
+    if epochs is not None and epochs < 1: raise ValueError(f"--epochs must be >= 1, got {epochs}")
+    if device not in ("auto", "cpu", "cuda"): raise ValueError(f"--device must be auto, cpu or cuda, got {device!r}")
+    if threads is not None and threads < 1: raise ValueError(f"--threads must be >= 1, got {threads}")
+    from imageddpo.checkpoint import check_output_dir
+    check_output_dir(output_dir, resume_from or "", overwrite_output_dir, command="imageddpo demo")
     _quiet_library_logs()
-    m = demo(epochs=epochs, output_dir=output_dir, seed=seed, device=device)
+    from imageddpo.demo import DEMO_CONFIG, demo
+    m = demo(epochs=epochs or DEMO_CONFIG["num_epochs"], output_dir=output_dir, resume_from=resume_from or "",
+             overwrite_output_dir=overwrite_output_dir, seed=seed, device=device, threads=threads)
     return {"held-out reward": f"{m['heldout_reward_before']:.3f} -> {m['heldout_reward_after']:.3f} (log p of the prompted digit)",
             "held-out accuracy": f"{m['heldout_accuracy_before']:.1%} -> {m['heldout_accuracy_after']:.1%}"
                                  f" (corrupted inputs: {m['corrupted_input_accuracy']:.1%})",
             "wall time": f"{m['wall_seconds']:.0f} s", **m["files"]}
 
 # %% ../nbs/07_cli.ipynb #45b21870
-def train_command(config:str=None,        # the run file (YAML); required
-                  output_dir:str=None,     # overrides config.output_dir
-                  resume_from:str=None,    # a checkpoint folder or "latest"; overrides config.resume_from
-                  num_epochs:int=None,     # overrides config.num_epochs
+def train_command(config:str=None,                 # the run file (YAML); required
+                  output_dir:str=None,              # overrides config.output_dir
+                  resume_from:str=None,             # a checkpoint folder or "latest"; overrides config.resume_from
+                  overwrite_output_dir:bool=False,  # start over in an output_dir that holds a previous run
+                  num_epochs:int=None,              # overrides config.num_epochs
                  ) -> dict:
     "Train as a YAML run file says: model, images, prompt, reward and ImageDDPOConfig fields."
     if config is None: raise ValueError("--config: give the run file (YAML), e.g. imageddpo train --config run.yaml")
+    if not Path(config).is_file(): raise ValueError(f"--config: no such file {config!r}")
     _quiet_library_logs()
-    trainer = train_from_run_config(config, output_dir=output_dir, resume_from=resume_from, num_epochs=num_epochs)
+    from imageddpo.run_config import train_from_run_config
+    trainer = train_from_run_config(config, command="imageddpo train", output_dir=output_dir, resume_from=resume_from, num_epochs=num_epochs,
+                                    overwrite_output_dir=overwrite_output_dir or None)
     last = trainer.history[-1] if trainer.history else {}
     return {"epochs": len(trainer.history), "last reward_mean": last.get("reward_mean", float("nan")),
             "weights": str(Path(trainer.config.output_dir) / "final")}
@@ -85,9 +96,9 @@ def command_parser(fn) -> argparse.ArgumentParser:
         if name == "return": continue
         flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
         default = None if d.default is inspect.Parameter.empty else d.default
-        if d.anno is bool: parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=default, help=d.docment)
+        if d.anno is bool: parser.add_argument(*flags, dest=name, action="store_true", help=d.docment)  # default False: a switch
         else: parser.add_argument(*flags, dest=name, type=d.anno if d.anno in (int, float) else str, default=default,
-                                  help=f"{d.docment} (default: {default})")
+                                  help=d.docment + ("" if default is None else f" (default: {default})"))
     return parser
 
 def main(argv:list[str]|None=None) -> int:
@@ -100,5 +111,6 @@ def main(argv:list[str]|None=None) -> int:
     name = args.pop("command")
     try: report = _COMMANDS[name](**args)
     except ValueError as e: commands[name].error(str(e))  # exits 2 with the usage line and the message naming the option
-    for key, value in report.items(): print(f"{key:>22}: {value:.4g}" if isinstance(value, float) else f"{key:>22}: {value}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun or accelerate launch, the first process speaks for all
+        for key, value in report.items(): print(f"{key:>22}: {value:.4g}" if isinstance(value, float) else f"{key:>22}: {value}")
     return 0 if report.get("ok", True) else 1

@@ -81,6 +81,7 @@ class ImageDDPOConfig:
     gradient_checkpointing: bool = False  # recompute UNet activations in the backward pass: less memory, a second forward pass
     train_timesteps_per_pass: int = 1  # trained timesteps of a minibatch batched into one UNet call: fewer, bigger calls, more memory
     output_dir: str = "imageddpo-output"  # checkpoints, logs and the dashboard's files
+    overwrite_output_dir: bool = False # a new run may replace output_dir's previous run (deleting its checkpoints); default: refuse
 
     def __post_init__(self):
         _take_project_kwargs(self)
@@ -131,6 +132,8 @@ def _problems(c:ImageDDPOConfig) -> list[str]:
     if need(lambda: c.mixed_precision in _PRECISIONS, "mixed_precision", f"must be one of {_PRECISIONS}"):
         need(lambda: c.mixed_precision != "fp16" or torch.cuda.is_available(), "mixed_precision",
              "fp16 needs a CUDA device and none is available; use 'no' (or 'bf16') on this machine")
+    need(lambda: not (c.resume_from and c.overwrite_output_dir), "overwrite_output_dir",
+         f"resume_from={c.resume_from!r} continues the run in output_dir, overwrite_output_dir=True replaces it: choose one")
     need(lambda: c.sample_eta > 0, "sample_eta", "must be > 0: a deterministic sampler (eta=0) has no log-probabilities to train")
     guidance_ok = need(lambda: c.sample_guidance_scale >= 0, "sample_guidance_scale", "must be >= 0")
     if ints["sample_batch_size"] and ints["train_batch_size"]:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from fastcore.basics import patch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .pipeline import to_image_batch
 from .rewards import compute_rewards
@@ -37,11 +38,14 @@ def trajectory_png(strip:list, titles:list[str]) -> bytes:
     for ax, image, title in zip(fig.subplots(1, len(strip), squeeze=False)[0], strip, titles): _show(ax, image, title)
     return figure_png(fig)
 
-def noise_strength_png(epochs:list, strengths:list, executed:list) -> bytes:
-    "noise_strength per epoch, with the executed step count K on a second axis."
+def noise_strength_png(epochs:list, strengths:list, executed:list,
+                       num_steps:int|None=None) -> bytes: # N, the schedule's length: the K axis runs from 0 to N
+    "noise_strength per epoch, with the executed step count K on a second axis (a constant strength says so in the title)."
     fig = Figure(figsize=(4, 1.9), layout="constrained"); ax = fig.subplots()
     ax.plot(epochs, strengths, marker=".", color="C0"); ax.set_ylim(0, 1.05); ax.set_ylabel("noise_strength", color="C0")
-    ax.set_xlabel("epoch"); k = ax.twinx(); k.step(epochs, executed, where="mid", color="C1"); k.set_ylabel("K steps", color="C1")
+    ax.set_xlabel("epoch"); ax.xaxis.set_major_locator(MaxNLocator(integer=True)); k = ax.twinx(); k.step(epochs, executed, where="mid", color="C1")
+    k.set_ylim(0, (num_steps or max(executed)) * 1.05); k.set_ylabel("K steps" + (f" of {num_steps}" if num_steps else ""), color="C1")
+    if len(set(strengths)) == 1: ax.set_title(f"constant: noise_strength {strengths[0]:.2f}, K = {executed[0]}", fontsize=9)
     return figure_png(fig)
 
 # %% ../nbs/06_dashboard.ipynb #2f0a5870
@@ -52,39 +56,62 @@ def reward_histograms(first:torch.Tensor, current:torch.Tensor, bins:int=20):
     edges = np.linspace(lo, hi if hi > lo else lo + 1e-6, bins + 1)
     return edges, np.histogram(first.numpy(), edges)[0], np.histogram(current.numpy(), edges)[0]
 
-def rewards_png(first:torch.Tensor, current:torch.Tensor, history:list[dict], first_epoch:int, epoch:int) -> bytes:
-    "The reward histograms, the reward mean ± std per epoch, and loss / approx_kl / clipfrac."
-    fig = Figure(figsize=(8.5, 2.1), layout="constrained"); axes = fig.subplots(1, 3, width_ratios=[1.2, 1.2, 1])
-    edges, a, b = reward_histograms(first, current)
-    axes[0].stairs(a, edges, fill=True, alpha=0.35, label=f"epoch {first_epoch}")
-    axes[0].stairs(b, edges, fill=True, alpha=0.35, label=f"epoch {epoch}"); axes[0].legend(fontsize=7); axes[0].set_xlabel("reward")
-    x = [h["epoch"] for h in history]
-    mean, std = np.array([h["reward_mean"] for h in history]), np.array([h["reward_std"] for h in history])
-    axes[1].plot(x, mean, marker="."); axes[1].fill_between(x, mean - std, mean + std, alpha=0.2)
-    axes[1].set_xlabel("epoch"); axes[1].set_ylabel("reward mean ± std")
+def _ppo_statistics(ax, x, history:list[dict], floor:float=1e-8):
+    "loss, approx_kl and clipfrac on one axis, each divided by its largest |value|; a statistic that stays below `floor` is named, not drawn."
+    flat = []
     for key in ("loss", "approx_kl", "clipfrac"):
         values = np.array([h.get(key, np.nan) for h in history], dtype=float)
-        scale = np.nanmax(np.abs(values)) if np.isfinite(values).any() and np.nanmax(np.abs(values)) > 0 else 1.0
-        axes[2].plot(x, values / scale, label=f"{key} (÷{scale:.2g})")
-    axes[2].legend(fontsize=6); axes[2].set_xlabel("epoch")
+        scale = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 0.0
+        if not scale > floor: flat.append(key); continue  # dividing float noise by itself would draw it at full height
+        ax.plot(x, values / scale, marker=".", label=f"{key} (÷{scale:.2g})")
+    ax.set_xlabel("epoch"); ax.set_ylabel("÷ largest |value|"); ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title("PPO statistics" + (f"\nnot drawn, always ≈ 0: {', '.join(flat)}" if flat else ""), fontsize=9)
+    if len(flat) < 3: ax.legend(fontsize=8)
+
+def rewards_png(first:torch.Tensor, current:torch.Tensor, history:list[dict], first_epoch:int, epoch:int,
+                reward_name:str="reward") -> bytes: # what the reward is, for the axes (e.g. "log p(prompted digit)")
+    "The reward histograms, the reward mean ± std per epoch, and loss / approx_kl / clipfrac."
+    fig = Figure(figsize=(9.5, 2.6), layout="constrained"); axes = fig.subplots(1, 3, width_ratios=[1.2, 1.2, 1])
+    edges, a, b = reward_histograms(first, current)
+    axes[0].stairs(a, edges, fill=True, alpha=0.35, label=f"epoch {first_epoch}")
+    axes[0].stairs(b, edges, fill=True, alpha=0.35, label=f"epoch {epoch}"); axes[0].legend(fontsize=8)
+    axes[0].set_xlabel(reward_name); axes[0].set_ylabel("samples"); axes[0].set_title("reward distribution", fontsize=9)
+    x = [h["epoch"] for h in history]
+    mean, std = np.array([h["reward_mean"] for h in history]), np.array([h["reward_std"] for h in history])
+    axes[1].plot(x, mean, marker=".", label="mean"); axes[1].fill_between(x, mean - std, mean + std, alpha=0.2, label="± std")
+    axes[1].set_xlabel("epoch"); axes[1].set_ylabel(reward_name); axes[1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[1].set_title("reward per epoch", fontsize=9)
+    axes[1].legend(fontsize=8)
+    _ppo_statistics(axes[2], x, history)
     return figure_png(fig)
 
 def grid_png(rows:dict,                # row label -> images [n, 3, H, W] in [0, 1]
-             scores:dict|None=None,     # row label -> n numbers, written above that row's images
-             fmt:str=".3g") -> bytes:
-    "A grid of images as PNG bytes: one row per entry of `rows`, one column per image."
+             scores:dict|None=None,     # row label -> n numbers, each written above its image
+             fmt:str=".3g",
+             captions:dict|None=None,   # row label -> n texts above the images of a row without scores
+             title:str="") -> bytes:    # above the grid: say what the numbers are
+    "A grid of images as PNG bytes: one row per entry of `rows`, one column per image, every image titled."
     n = len(next(iter(rows.values())))
-    fig = Figure(figsize=(1.3 * n + 0.6, 1.45 * len(rows)), layout="constrained")
+    fig = Figure(figsize=(1.3 * n + 0.6, 1.45 * len(rows) + (0.3 if title else 0)), layout="constrained")
     axes = fig.subplots(len(rows), n, squeeze=False)
     for r, (label, images) in enumerate(rows.items()):
-        for c in range(n): _show(axes[r, c], images[c], format(float(scores[label][c]), fmt) if scores and label in scores else "")
+        for c in range(n):
+            text = format(float(scores[label][c]), fmt) if scores and label in scores else (captions or {}).get(label, [""] * n)[c]
+            _show(axes[r, c], images[c], text)
         axes[r, 0].set_ylabel(label, fontsize=9)
+    if title: fig.suptitle(title, fontsize=9)
     return figure_png(fig)
 
-def validation_png(inputs, base, current, base_rewards, current_rewards, epoch:int) -> bytes:
-    "Rows: the validation inputs, the base policy's outputs, the current policy's, each titled with its reward."
+def validation_png(inputs, base, current, base_rewards, current_rewards, epoch:int,
+                   prompts:list[str]|None=None, # written above the inputs
+                   reward_name:str="reward") -> bytes:
+    "Rows: the validation inputs (titled with their prompts), the base policy's outputs, the current policy's, each titled with its reward."
     return grid_png({"input": inputs, "base": base, f"epoch {epoch}": current},
-                    {"base": base_rewards, f"epoch {epoch}": current_rewards})
+                    {"base": base_rewards, f"epoch {epoch}": current_rewards}, fmt=".3f",
+                    captions={"input": [_short(p) for p in prompts]} if prompts else None,
+                    title=f"above each output: {reward_name}")
+
+def _short(text:str, width:int=24) -> str: return text if len(text) <= width else "…" + text[-(width - 1):]
 
 # %% ../nbs/06_dashboard.ipynb #dca36eee
 PANELS = ("trajectory", "noise_strength", "rewards", "validation")
@@ -110,6 +137,7 @@ class TrainingDashboard(TrainerCallback):
                  mode:str="auto",                   # "auto", "widgets" or "static" (PNG files)
                  output_dir:str|Path|None=None,     # static mode's folder (default: config.output_dir/dashboard)
                  budget:float=0.04,                 # the largest fraction of wall time the dashboard may take
+                 reward_name:str="reward",          # what the reward is, on the panels (e.g. "log p(prompted digit)")
                  seed:int=0):                       # the validation rollouts' generator
         if not isinstance(every, int) or every < 1: raise ValueError(f"every must be an integer >= 1, got {every!r}")
         if trajectory_points < 1: raise ValueError(f"trajectory_points must be >= 1, got {trajectory_points}")
@@ -121,11 +149,12 @@ class TrainingDashboard(TrainerCallback):
         if len(self.val_prompts) != n: raise ValueError(f"val_prompts: {len(self.val_prompts)} prompts for {n} validation images")
         self.val_metadata = list(val_metadata) if val_metadata is not None else [{} for _ in range(n)]
         if len(self.val_metadata) != n: raise ValueError(f"val_metadata: {len(self.val_metadata)} dicts for {n} validation images")
+        self.reward_name = reward_name
         self.every, self.reward_function, self.trajectory_points, self.seed = every, reward_function, trajectory_points, seed
         self.budget, self._next_draw, self._validation_due, self.redraws = budget, 0.0, False, 0
         self.mode = ("widgets" if in_widget_frontend() else "static") if mode == "auto" else mode
         self.output_dir = Path(output_dir) if output_dir is not None else None
-        self.epochs, self.strengths, self.executed = [], [], []
+        self.epochs, self.strengths, self.executed, self.num_steps = [], [], [], None
         self.first_rewards = self.rewards = None
         self.first_epoch = None
         self.base = self.current = None   # dicts: images, rewards, epoch
@@ -164,6 +193,7 @@ def on_train_begin(self:TrainingDashboard, trainer):
     if not trainer.accelerator.is_main_process: return
     start = time.perf_counter()
     if self.output_dir is None: self.output_dir = Path(trainer.config.output_dir) / "dashboard"
+    self.num_steps = trainer.config.sample_num_steps
     if self.base is None:
         v = self._validate(trainer, trainer.first_epoch, base=True)
         self.base = dict(images=v["images"], rewards=v["rewards"], epoch=trainer.first_epoch)
@@ -199,12 +229,12 @@ def on_epoch_end(self:TrainingDashboard, trainer, result):
 @patch
 def _draw(self:TrainingDashboard, panel:str, history=None) -> bytes|None:
     if panel == "trajectory" and self.strip: return trajectory_png(self.strip, self.strip_titles)
-    if panel == "noise_strength" and self.epochs: return noise_strength_png(self.epochs, self.strengths, self.executed)
+    if panel == "noise_strength" and self.epochs: return noise_strength_png(self.epochs, self.strengths, self.executed, self.num_steps)
     if panel == "rewards" and self.rewards is not None and history:
-        return rewards_png(self.first_rewards, self.rewards, history, self.first_epoch, self.epochs[-1])
+        return rewards_png(self.first_rewards, self.rewards, history, self.first_epoch, self.epochs[-1], self.reward_name)
     if panel == "validation" and self.base is not None:
         return validation_png(self.val_images, self.base["images"], self.current["images"], self.base["rewards"],
-                              self.current["rewards"], self.current["epoch"])
+                              self.current["rewards"], self.current["epoch"], self.val_prompts, self.reward_name)
 
 @patch
 def _publish(self:TrainingDashboard, *panels, history=None, epoch=None, total=None):

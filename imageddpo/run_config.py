@@ -7,10 +7,11 @@ Docs: https://hectorastrom.github.io/imageddpo/run_config.html.md"""
 # %% auto #0
 __all__ = ['RUN_KEYS', 'REQUIRED_KEYS', 'BUILTIN_REWARDS', 'IMAGE_SUFFIXES', 'RunConfigError', 'resolve_reward', 'square_image',
            'FolderImages', 'DatasetImages', 'image_source', 'template_fields', 'folder_prompt_function', 'RunSpec',
-           'read_run_config', 'load_policy', 'ProgressBar', 'trainer_from_run_config', 'train_from_run_config']
+           'read_run_config', 'load_policy', 'ProgressBar', 'check_reward_metadata', 'trainer_from_run_config',
+           'train_from_run_config']
 
 # %% ../nbs/06b_run_config.ipynb #d8b3b6e2
-import dataclasses, difflib, importlib, string
+import dataclasses, difflib, importlib, string, sys
 from pathlib import Path
 
 import PIL.Image
@@ -19,6 +20,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from . import builtin_rewards
+from .checkpoint import check_output_dir
 from .config import ImageDDPOConfig
 from .pipeline import I2IDDPOStableDiffusionPipeline, to_image_batch
 from .trainer import ImageDDPOTrainer, TrainerCallback
@@ -43,8 +45,15 @@ BUILTIN_REWARDS = dict(jpeg_compressibility=builtin_rewards.jpeg_compressibility
                        jpeg_incompressibility=builtin_rewards.jpeg_incompressibility,
                        fidelity=builtin_rewards.fidelity_reward, pocket_classifier=_pocket_reward)
 
+def _importable_from(*folders):
+    "Put `folders` first on the import path (each once), in order."
+    for folder in reversed([str(Path(f).resolve()) for f in folders if f is not None]):
+        if folder in sys.path: sys.path.remove(folder)
+        sys.path.insert(0, folder)
+
 def resolve_reward(name:str, # a key of BUILTIN_REWARDS, or "package.module:function"
-                   kwargs:dict|None=None):
+                   kwargs:dict|None=None,
+                   folder:str|Path|None=None): # the run file's folder: searched first, then the current folder
     "The reward function a run file names."
     if not isinstance(name, str) or not name: raise RunConfigError("reward: give a built-in name or 'package.module:function'")
     if ":" not in name:
@@ -52,8 +61,11 @@ def resolve_reward(name:str, # a key of BUILTIN_REWARDS, or "package.module:func
         try: return BUILTIN_REWARDS[name](**(kwargs or {}))
         except TypeError as e: raise RunConfigError(f"reward_kwargs for {name!r}: {e}") from None
     module_name, _, attr = name.partition(":")
+    _importable_from(folder, Path.cwd())
     try: fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as e: raise RunConfigError(f"reward: cannot import {name!r}: {e}") from None
+    except (ImportError, AttributeError) as e:
+        raise RunConfigError(f"reward: cannot import {name!r}: {e} (looked in {str(folder or Path.cwd())!r}, the current folder "
+                             "and the import path)") from None
     if kwargs: fn = fn(**kwargs)
     if not callable(fn): raise RunConfigError(f"reward: {name!r} is not callable")
     return fn
@@ -71,17 +83,25 @@ def square_image(image:PIL.Image.Image, size:int) -> torch.Tensor:
     return to_image_batch(image.crop((left, top, left + size, top + size)))[0]
 
 class FolderImages:
-    "The images in a folder (sorted by name), loaded on access as (image [3, S, S], metadata)."
+    "The images in a folder (sorted by name), or in its class subfolders, loaded on access as (image [3, S, S], metadata)."
     def __init__(self, folder, size:int):
         folder = Path(folder)
         if not folder.is_dir(): raise RunConfigError(f"images: {str(folder)!r} is not a folder")
-        self.paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not self.paths: raise RunConfigError(f"images: no {'/'.join(sorted(IMAGE_SUFFIXES))} files in {str(folder)!r}")
+        images = lambda d: sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        classes = {d.name: images(d) for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")}
+        classes = {name: paths for name, paths in classes.items() if paths}
+        top = images(folder)
+        if top and classes:
+            raise RunConfigError(f"images: {str(folder)!r} holds images and class subfolders ({', '.join(classes)}); "
+                                 "put every image in a class subfolder (its name is the label), or none")
+        self.paths = top or [p for paths in classes.values() for p in paths]
+        self.labels = None if top else [int(p.parent.name) if p.parent.name.isdigit() else p.parent.name for p in self.paths]
+        if not self.paths: raise RunConfigError(f"images: no {'/'.join(sorted(IMAGE_SUFFIXES))} files in {str(folder)!r} or its subfolders")
         self.size = size
     def __len__(self): return len(self.paths)
     def metadata(self, i:int) -> dict:
-        "Image i's metadata (no pixels loaded): path, stem, index."
-        return {"path": str(self.paths[i]), "stem": self.paths[i].stem, "index": i}
+        "Image i's metadata (no pixels loaded): path, stem, index, and label (its subfolder's name) in a class layout."
+        return {"path": str(self.paths[i]), "stem": self.paths[i].stem, "index": i, **({"label": self.labels[i]} if self.labels else {})}
     def __getitem__(self, i:int):
         with PIL.Image.open(self.paths[i]) as image: return square_image(image, self.size), self.metadata(i)
 
@@ -138,13 +158,19 @@ class RunSpec:
     "A checked run file."
     model:str; revision:str; images:object; image_size:int; prompt:str; reward:str; reward_kwargs:dict
     config:ImageDDPOConfig
+    folder:Path|None = None  # the run file's folder (None for a dict): its paths are relative to it
+
+def _beside(path, folder:Path|None, must_exist:bool=False):
+    "A relative `path` from a run file, resolved against the run file's `folder` (kept as is if `must_exist` and nothing is there)."
+    if folder is None or not isinstance(path, str) or not path or Path(path).is_absolute(): return path
+    return str(folder / path) if not must_exist or (folder / path).exists() else path
 
 def read_run_config(source, # a YAML path, or the already-parsed dict
                     **config_overrides) -> RunSpec: # ImageDDPOConfig fields that replace the file's (e.g. from the command line)
     "Parse and check a run file; nothing is loaded yet."
-    where = "run config"
+    where, folder = "run config", None
     if not isinstance(source, dict):
-        where = str(source)
+        where, folder = str(source), Path(source).parent
         if not Path(source).is_file(): raise RunConfigError(f"--config: no such file {where!r}")
         try: source = yaml.safe_load(Path(source).read_text()) or {}
         except yaml.YAMLError as e: raise RunConfigError(f"{where}: not valid YAML: {e}") from None
@@ -162,15 +188,21 @@ def read_run_config(source, # a YAML path, or the already-parsed dict
     for key in ("reward_kwargs", "config"):
         if not isinstance(spec[key], dict): raise RunConfigError(f"{key}: must be a mapping, got {type(spec[key]).__name__}")
     fields = {f.name for f in dataclasses.fields(ImageDDPOConfig)}
-    values = {**spec["config"], **{k: v for k, v in config_overrides.items() if v is not None}}
+    from_file = dict(spec["config"])
+    for key in ("output_dir", "resume_from"):  # paths in the file are relative to it; "latest" is a word, not a path
+        if key in from_file and from_file[key] != "latest": from_file[key] = _beside(from_file[key], folder)
+    values = {**from_file, **{k: v for k, v in config_overrides.items() if v is not None}}  # command-line paths: the current folder
     for key in values:
         if key not in fields: raise _unknown(key, fields, "config")
     if isinstance(values.get("noise_strength"), list): values["noise_strength"] = tuple(values["noise_strength"])
     if isinstance(values.get("lora_target_modules"), list): values["lora_target_modules"] = tuple(values["lora_target_modules"])
     try: config = ImageDDPOConfig(**values)
     except (TypeError, ValueError) as e: raise RunConfigError(f"config: {e}") from None
-    return RunSpec(spec["model"], str(spec["revision"]), spec["images"], size, spec["prompt"], spec["reward"],
-                   spec["reward_kwargs"], config)
+    images = spec["images"]
+    images = ({**images, "dataset": _beside(images.get("dataset"), folder, must_exist=True)} if isinstance(images, dict)
+              else _beside(images, folder))  # a dataset may be a hub name: resolved only when the folder holds it
+    model = spec["model"] if spec["model"] in ("pocket", "tiny") else _beside(spec["model"], folder, must_exist=True)
+    return RunSpec(model, str(spec["revision"]), images, size, spec["prompt"], spec["reward"], spec["reward_kwargs"], config, folder)
 
 # %% ../nbs/06b_run_config.ipynb #c9e8464f
 def load_policy(model:str, revision:str, config:ImageDDPOConfig) -> I2IDDPOStableDiffusionPipeline:
@@ -196,18 +228,33 @@ class ProgressBar(TrainerCallback):
     def on_train_end(self, trainer):
         if self.bar is not None: self.bar.close(); self.bar = None
 
-def trainer_from_run_config(source, callbacks=(), **config_overrides) -> ImageDDPOTrainer:
+def check_reward_metadata(reward_function, source, reward:str):
+    "Refuse a reward that reads metadata (`metadata_keys`) the image source does not supply."
+    have = source.metadata(0)
+    missing = [k for k in getattr(reward_function, "metadata_keys", ()) if k not in have]
+    if not missing: return
+    hint = (f"put the images in one subfolder per class (photos/3/a.png: {missing[0]} 3), use a dataset with a {missing[0]!r} "
+            f"column, or write a reward (\"module:function\") that reads it from another field, e.g. `stem`")
+    raise RunConfigError(f"reward: {reward!r} reads {missing} from each image's metadata, but the images supply only "
+                         f"{sorted(have)}; {hint}")
+
+def trainer_from_run_config(source, callbacks=(),
+                            command:str|None=None, # name its flags in errors (e.g. "imageddpo train")
+                            **config_overrides) -> ImageDDPOTrainer:
     "Everything a run file describes, checked, loaded and assembled into a trainer."
     spec = read_run_config(source, **config_overrides)
+    c = spec.config
+    check_output_dir(c.output_dir, c.resume_from, c.overwrite_output_dir, command)
     images = image_source(spec.images, spec.image_size)
     prompt_function = folder_prompt_function(images, spec.prompt)
-    reward_function = resolve_reward(spec.reward, spec.reward_kwargs)
-    policy = load_policy(spec.model, spec.revision, spec.config)
+    reward_function = resolve_reward(spec.reward, spec.reward_kwargs, spec.folder)
+    check_reward_metadata(reward_function, images, spec.reward)
+    policy = load_policy(spec.model, spec.revision, c)  # the first expensive step: everything above is checked
     return ImageDDPOTrainer(spec.config, reward_function, prompt_function, policy, callbacks=callbacks)
 
-def train_from_run_config(source, **config_overrides) -> ImageDDPOTrainer:
+def train_from_run_config(source, command:str|None=None, **config_overrides) -> ImageDDPOTrainer:
     "Train as a run file says, with a progress bar; saves the final weights to `output_dir/final`."
-    trainer = trainer_from_run_config(source, callbacks=[ProgressBar()], **config_overrides)
+    trainer = trainer_from_run_config(source, callbacks=[ProgressBar()], command=command, **config_overrides)
     trainer.train()
     trainer.save_pretrained(Path(trainer.config.output_dir) / "final")  # every process: it waits for the others
     return trainer

@@ -24,7 +24,7 @@ from diffusers.training_utils import cast_training_params
 
 from .advantages import PerKeyStatTracker, global_advantages, sample_key
 from .callbacks import DebugHook, EpochResult, ImageSamplesHook, TrackerLogger, TrainerCallback
-from .checkpoint import load_trainer_checkpoint, resolve_resume, save_trainer_checkpoint
+from .checkpoint import check_output_dir, clear_checkpoints, load_trainer_checkpoint, resolve_resume, save_trainer_checkpoint
 from .config import ImageDDPOConfig, from_trl
 from .pipeline import I2IDDPOStableDiffusionPipeline, RolloutOutput, to_image_batch
 from .ppo import gaussian_kl_same_std, ppo_clip_loss
@@ -81,6 +81,7 @@ class ImageDDPOTrainer:
             raise TypeError(f"sd_pipeline must be an I2IDDPOStableDiffusionPipeline, got {type(sd_pipeline).__name__}")
         if sd_pipeline.use_lora != c.use_lora:
             raise ValueError(f"config.use_lora={c.use_lora} but the pipeline was built with use_lora={sd_pipeline.use_lora}")
+        check_output_dir(c.output_dir, c.resume_from, c.overwrite_output_dir)  # a previous run is never destroyed unasked
         _check_output_dir(c.output_dir)
         resume = resolve_resume(c.resume_from, c.output_dir)  # verified before any model work
         self.reward_function, self.prompt_function, self.sd_pipeline = reward_function, prompt_function, sd_pipeline
@@ -96,6 +97,9 @@ class ImageDDPOTrainer:
                                "ACCELERATE_USE_CPU=true (or pass accelerator_kwargs={'cpu': True})")
         if c.log_with:
             self.accelerator.init_trackers(c.tracker_project_name, config=_loggable(c), init_kwargs=c.tracker_kwargs)
+        if c.overwrite_output_dir:
+            if self.accelerator.is_main_process: clear_checkpoints(c.output_dir)
+            self.accelerator.wait_for_everyone()
         set_seed(c.seed, device_specific=True)  # global RNGs, for the user's prompt and reward functions
         if c.allow_tf32: torch.backends.cuda.matmul.allow_tf32 = True
         self._place_modules()

@@ -51,9 +51,9 @@ def config(**overrides):
     return lambda w: ImageDDPOConfig(**{**dataclasses.asdict(w["config"]), **overrides})
 
 def trainer(prompt_function=GOOD_PROMPTS, reward_function=GOOD_REWARD, sample=True, pipe=None, **overrides):
-    "Build a trainer on the run's folder (and sample one epoch)."
+    "Build a trainer that continues the run in its folder (and sample one epoch)."
     def run(w):
-        cfg = dataclasses.replace(w["config"], **overrides)
+        cfg = dataclasses.replace(w["config"], **{"resume_from": "latest", **overrides})
         t = ImageDDPOTrainer(cfg, reward_function, prompt_function, w["pipe"] if pipe is None else pipe)
         if sample: t.sample_and_reward(0, 0.5)
     return run

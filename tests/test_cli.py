@@ -61,7 +61,7 @@ def test_train_from_a_saved_dataset(tmp_path):
     ({"reward": "no_such_package.rewards:score"}, "reward: cannot import 'no_such_package.rewards:score'"),
     ({"image_size": 30}, "image_size: must be a positive multiple of 8"),
     ({"prompt": "a photo of {label}"}, "prompt: the template uses ['label']"),
-    ({"images": "no/such/folder"}, "images: 'no/such/folder' is not a folder"),
+    ({"images": "no/such/folder"}, "no/such/folder' is not a folder"),  # resolved beside the run file
 ])
 def test_bad_run_files_exit_2_naming_the_key(tmp_path, changes, message):
     config = run_file(tmp_path, str(image_folder(tmp_path / "images")), **changes)
@@ -90,11 +90,77 @@ def test_demo_command_one_epoch(tmp_path):
     assert {"before_after.png", "reward_curve.png", "lora", "metrics.json"} <= {p.name for p in (tmp_path / "demo").iterdir()}
 
 @pytest.mark.parametrize("args, message", [
-    (["--epochs", "0"], "epochs must be an integer >= 1"),
+    (["--epochs", "0"], "--epochs must be >= 1"),
     (["--epochs", "two"], "invalid int value: 'two'"),
-    (["--device", "tpu"], "device must be 'auto', 'cpu' or 'cuda'"),
+    (["--device", "tpu"], "--device must be auto, cpu or cuda"),
 ])
 def test_demo_bad_arguments(tmp_path, args, message):
     done = imageddpo("demo", *args, "--output-dir", str(tmp_path / "demo"))
     assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
     assert not (tmp_path / "demo").exists()
+
+QUIET = """
+import sys
+from imageddpo.cli import main
+try: main(sys.argv[1:])
+except SystemExit: pass
+print("torch loaded:", "torch" in sys.modules, "diffusers loaded:", "diffusers" in sys.modules)
+"""
+
+@pytest.mark.parametrize("args", [["--help"], ["demo", "--help"], ["train"], ["demo", "--epochs", "0"], ["sing"]])
+def test_help_and_argument_errors_answer_before_torch_loads(args):
+    done = subprocess.run([sys.executable, "-c", QUIET, *args], capture_output=True, text=True, env=ENV, timeout=120)
+    assert "torch loaded: False diffusers loaded: False" in done.stdout, done.stdout + done.stderr
+
+def test_importing_and_loading_the_pocket_model_print_nothing():
+    done = subprocess.run([sys.executable, "-c", "import imageddpo; imageddpo.pocket_pipeline(); imageddpo.I2IDDPOStableDiffusionPipeline"],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done.stderr
+
+def console_script(*args, cwd):
+    "The installed `imageddpo` command (its import path starts at its own folder, not the current one)."
+    return subprocess.run([str(Path(sys.executable).parent / "imageddpo"), *args], capture_output=True, text=True, env=ENV,
+                          cwd=cwd, timeout=600)
+
+def test_run_file_paths_and_reward_modules_resolve_beside_the_run_file(tmp_path):
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    image_folder(project / "images"); elsewhere.mkdir()
+    (project / "beside.py").write_text("def darkness(images, prompts, metadata):\n    return 1 - images.mean(dim=(1, 2, 3))\n")
+    config = run_file(project, "images", reward="beside:darkness", **{"config.output_dir": "run"})
+    done = console_script("train", "--config", str(config), cwd=elsewhere)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (project / "run" / "final" / "pytorch_lora_weights.safetensors").exists() and not (elsewhere / "run").exists()
+
+def test_the_console_script_finds_a_reward_module_in_the_current_folder(tmp_path):
+    (tmp_path / "here.py").write_text("def darkness(images, prompts, metadata):\n    return 1 - images.mean(dim=(1, 2, 3))\n")
+    (tmp_path / "configs").mkdir()
+    config = run_file(tmp_path / "configs", str(image_folder(tmp_path / "images")), reward="here:darkness")
+    done = console_script("train", "--config", str(config), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+def test_a_pocket_reward_on_unlabelled_images_is_refused_before_loading(tmp_path):
+    config = run_file(tmp_path, str(image_folder(tmp_path / "images")), reward="pocket_classifier")
+    done = imageddpo("train", "--config", str(config))
+    assert done.returncode == 2 and "reads ['label']" in done.stderr and "one subfolder per class" in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
+
+def test_a_previous_run_is_never_overwritten_unasked(tmp_path):
+    config = run_file(tmp_path, str(image_folder(tmp_path / "images")))
+    assert imageddpo("train", "--config", str(config)).returncode == 0
+    checkpoint = tmp_path / "run" / "checkpoints" / "checkpoint-1" / "weights.safetensors"
+    before = checkpoint.read_bytes()
+    again = imageddpo("train", "--config", str(config))
+    assert again.returncode == 2 and "`imageddpo train --resume-from latest`" in again.stderr, again.stderr[-2000:]
+    assert checkpoint.read_bytes() == before, "a refused run changes nothing"
+    resumed = imageddpo("train", "--config", str(config), "--resume-from", "latest", "--num-epochs", "2")
+    assert resumed.returncode == 0 and f"Resuming from {tmp_path / 'run' / 'checkpoints' / 'checkpoint-1'}: 1 of 2 epochs done" in resumed.stdout
+    fresh = imageddpo("train", "--config", str(config), "--overwrite-output-dir")
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["checkpoint-1"], "the old run's checkpoint-2 is gone"
+
+def test_an_interrupted_demo_says_how_to_continue(tmp_path):
+    (tmp_path / "demo" / "checkpoints" / "checkpoint-40").mkdir(parents=True)
+    (tmp_path / "demo" / "checkpoints" / "checkpoint-40" / "manifest.json").write_text("{}")
+    done = imageddpo("demo", "--output-dir", str(tmp_path / "demo"))
+    assert done.returncode == 2 and "epochs done: 40" in done.stderr and "`imageddpo demo --resume-from latest`" in done.stderr \
+           and "`imageddpo demo --overwrite-output-dir`" in done.stderr, done.stderr[-2000:]

@@ -58,3 +58,20 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     moved = max((torch.tensor(one[k])).abs().max().item() for k in one if "lora_B" in k)
     print(f"1 vs 2 processes: max |weight difference| {worst:.1e} (LoRA B entries up to {moved:.1e})")
     assert moved > 1e-4 and worst <= 1e-5
+
+def test_under_torchrun_the_command_speaks_once(tmp_path):
+    "`torchrun -m imageddpo train` on the CPU: one progress bar, one summary, from the first process."
+    import numpy as np, PIL.Image, yaml
+    (tmp_path / "images").mkdir()
+    for i in range(4): PIL.Image.fromarray((np.random.default_rng(i).random((32, 32, 3)) * 255).astype(np.uint8)).save(tmp_path / "images" / f"{i}.png")
+    run = dict(model="tiny", images="images", image_size=32, reward="jpeg_compressibility",
+               config=dict(mixed_precision="no", sample_num_steps=4, noise_strength=0.5, sample_guidance_scale=1.0,
+                           sample_batch_size=2, sample_num_batches_per_epoch=1, train_batch_size=2, num_epochs=1, output_dir="run"))
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(run))
+    torchrun = [str(Path(sys.executable).parent/"torchrun"), "--nproc_per_node", "2", "--master_port", "29519"]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(torchrun + ["-m", "imageddpo", "train", "--config", str(tmp_path / "run.yaml")], env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("last reward_mean") == 1, done.stdout
+    assert done.stderr.count("?epoch/s]") == 1, done.stderr[-3000:]  # one tqdm bar started
