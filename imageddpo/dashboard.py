@@ -63,9 +63,9 @@ def _ppo_statistics(ax, x, history:list[dict], floor:float=1e-8):
         values = np.array([h.get(key, np.nan) for h in history], dtype=float)
         scale = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 0.0
         if not scale > floor: flat.append(key); continue  # dividing float noise by itself would draw it at full height
-        ax.plot(x, values / scale, marker=".", label=f"{key} (÷{scale:.2g})")
+        ax.plot(x, values / scale, marker="." if len(x) <= 30 else None, label=f"{key} (÷{scale:.2g})")
     ax.set_xlabel("epoch"); ax.set_ylabel("÷ largest |value|"); ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title("PPO statistics" + (f"\nnot drawn, always ≈ 0: {', '.join(flat)}" if flat else ""), fontsize=9)
+    ax.set_title("PPO statistics" + (f"\n(≈ 0, not drawn: {', '.join(flat)})" if flat else ""), fontsize=8 if flat else 9)
     if len(flat) < 3: ax.legend(fontsize=8)
 
 def rewards_png(first:torch.Tensor, current:torch.Tensor, history:list[dict], first_epoch:int, epoch:int,
@@ -78,7 +78,7 @@ def rewards_png(first:torch.Tensor, current:torch.Tensor, history:list[dict], fi
     axes[0].set_xlabel(reward_name); axes[0].set_ylabel("samples"); axes[0].set_title("reward distribution", fontsize=9)
     x = [h["epoch"] for h in history]
     mean, std = np.array([h["reward_mean"] for h in history]), np.array([h["reward_std"] for h in history])
-    axes[1].plot(x, mean, marker=".", label="mean"); axes[1].fill_between(x, mean - std, mean + std, alpha=0.2, label="± std")
+    axes[1].plot(x, mean, marker="." if len(x) <= 30 else None, label="mean"); axes[1].fill_between(x, mean - std, mean + std, alpha=0.2, label="± std")
     axes[1].set_xlabel("epoch"); axes[1].set_ylabel(reward_name); axes[1].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[1].set_title("reward per epoch", fontsize=9)
     axes[1].legend(fontsize=8)
@@ -109,7 +109,7 @@ def validation_png(inputs, base, current, base_rewards, current_rewards, epoch:i
     return grid_png({"input": inputs, "base": base, f"epoch {epoch}": current},
                     {"base": base_rewards, f"epoch {epoch}": current_rewards}, fmt=".3f",
                     captions={"input": [_short(p) for p in prompts]} if prompts else None,
-                    title=f"above each output: {reward_name}")
+                    title="above each output: reward" + ("" if reward_name == "reward" else f" = {reward_name}"))
 
 def _short(text:str, width:int=24) -> str: return text if len(text) <= width else "…" + text[-(width - 1):]
 

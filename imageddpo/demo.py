@@ -126,7 +126,7 @@ def _run_demo(epochs, out, resume_from, overwrite_output_dir, seed, device, prog
     val = torch.arange(4) * (HELDOUT_SIZE // 4)  # the dashboard's panels, as PNG files in out/dashboard (chapter 06)
     dashboard = TrainingDashboard(heldout[0][val], [digit_prompt(int(heldout[2][i])) for i in val],
                                   [{"label": int(heldout[2][i])} for i in val], every=10, mode="static", output_dir=out / "dashboard",
-                                  reward_name="reward: log p(prompted digit)")
+                                  reward_name="log p(prompted digit)")
     torch.manual_seed(seed)  # the LoRA's random initialisation (the trainer seeds everything after it)
     policy = I2IDDPOStableDiffusionPipeline(pocket_pipeline(), lora_seed=None)  # drawn after the seeding above
     resume = resolve_resume(resume_from, out)
