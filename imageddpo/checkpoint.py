@@ -12,6 +12,7 @@ __all__ = ['CHECKPOINT_RE', 'MANIFEST', 'CheckpointError', 'partial_dir', 'begin
 
 # %% ../nbs/05b_checkpoints.ipynb #fc50009c
 import hashlib, json, os, random, re, shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +173,26 @@ def load_state(path:Path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 # %% ../nbs/05b_checkpoints.ipynb #e500b0ab
+_DISK_FULL = ("No space left", "Errno 28", "File too large", "Errno 27", "Disk quota", "Errno 122", "StorageFull", "FileTooLarge")
+
+def _check_free_space(path:Path, needed:int):
+    "Refuse to start a checkpoint that cannot fit on its disk (with 10% and 16 MB to spare)."
+    free = shutil.disk_usage(path.parent).free
+    if free < needed * 1.1 + 2**24:
+        raise OSError(28, f"No space left on device: the checkpoint needs about {needed / 2**20:.0f} MB, {free / 2**20:.0f} MB are free")
+
+@contextmanager
+def _failed_write_explained(path:Path):
+    "Turn any failure while writing checkpoint `path` into a `CheckpointError` that says what is intact; remove the partial folder."
+    try: yield
+    except Exception as e:
+        shutil.rmtree(partial_dir(path), ignore_errors=True)
+        intact = latest_checkpoint(path.parent.parent)
+        cause = "the disk is full" if any(s in str(e) for s in _DISK_FULL) else "writing failed"
+        raise CheckpointError(f"{path.name} was not written: {cause} ({e}). Its partial folder was removed; "
+                              + (f"{intact.name} is intact and is what resume_from='latest' picks" if intact else
+                                 "no earlier checkpoint exists") + ". Free space and resume.") from e
+
 def save_trainer_checkpoint(trainer, # an `ImageDDPOTrainer` (every process calls this)
                             completed_epochs:int) -> Path:
     "Write `checkpoint-<completed_epochs>` of `trainer` atomically and prune old ones; its path."
@@ -180,18 +201,21 @@ def save_trainer_checkpoint(trainer, # an `ImageDDPOTrainer` (every process call
     if acc.is_main_process: begin_checkpoint(path)
     acc.wait_for_everyone()
     rank_state = json.dumps(rng_state())
-    write_files(path, {f"rng-{acc.process_index}.json": lambda p: p.write_text(rank_state)})
+    with _failed_write_explained(path): write_files(path, {f"rng-{acc.process_index}.json": lambda p: p.write_text(rank_state)})
     if acc.is_main_process:
         state = {"epoch": completed_epochs, "global_step": trainer.global_step, "num_processes": acc.num_processes,
                  "nonfinite_skipped": trainer.nonfinite_skipped, "history": trainer.history,
                  "stat_tracker": trainer.stat_tracker.state_dict()}
         optim = {"optimizer": trainer.optimizer.state_dict(), "scaler": acc.scaler.state_dict() if acc.scaler else None}
-        write_files(path, {"weights.safetensors": lambda p: save_tensors(p, trainer._trainable_state()),
-                           "optimizer.pt": lambda p: torch.save(optim, p),
-                           "trainer_state.json": lambda p: p.write_text(json.dumps(state))})
+        weights = trainer._trainable_state()
+        with _failed_write_explained(path):
+            _check_free_space(path, 3 * sum(t.numel() * t.element_size() for t in weights.values()))  # weights + Adam's 2 moments
+            write_files(path, {"weights.safetensors": lambda p: save_tensors(p, weights),
+                               "optimizer.pt": lambda p: torch.save(optim, p),
+                               "trainer_state.json": lambda p: p.write_text(json.dumps(state))})
     acc.wait_for_everyone()
     if acc.is_main_process:
-        seal_checkpoint(path)
+        with _failed_write_explained(path): seal_checkpoint(path)
         prune_checkpoints(c.output_dir, c.num_checkpoint_limit)
     acc.wait_for_everyone()
     return path
@@ -200,6 +224,18 @@ def load_trainer_checkpoint(trainer, # an `ImageDDPOTrainer` (every process call
                             path:str|Path): # a sealed, verified checkpoint folder (`resolve_resume`)
     "Restore `trainer`'s weights, optimiser, scaler, counters, stat tracker and this process's RNG from `path`."
     path, acc = Path(path), trainer.accelerator
+    with _unreadable_explained(path): _load_trainer_checkpoint(trainer, path, acc)
+    acc.print(f"Resuming from {path}: {trainer.first_epoch} of {trainer.config.num_epochs} epochs done")
+
+@contextmanager
+def _unreadable_explained(path:Path):
+    "A file that passed its checksum but cannot be parsed (written by something else) becomes a `CheckpointError`."
+    try: yield
+    except CheckpointError: raise
+    except Exception as e: raise CheckpointError(f"resume_from={str(path)!r}: cannot be read ({type(e).__name__}: {e})") from e
+
+def _load_trainer_checkpoint(trainer, path:Path, acc):
+    "Read and check everything first, then change the trainer: a checkpoint that fails half-way changes nothing."
     state = json.loads((path/"trainer_state.json").read_text())
     if state["num_processes"] != acc.num_processes:
         raise CheckpointError(f"resume_from={str(path)!r} was written by {state['num_processes']} processes; "
@@ -208,13 +244,13 @@ def load_trainer_checkpoint(trainer, # an `ImageDDPOTrainer` (every process call
     if set(saved) != set(mine) or any(saved[k].shape != mine[k].shape for k in mine):
         raise CheckpointError(f"resume_from={str(path)!r} holds different trainable weights than this pipeline "
                               "(another LoRA rank, targets, or full fine-tuning?)")
+    optim = load_state(path/"optimizer.pt")
+    rng = json.loads((path/f"rng-{acc.process_index}.json").read_text())
     with torch.no_grad():
         for k, p in mine.items(): p.copy_(saved[k])
-    optim = load_state(path/"optimizer.pt")
     trainer.optimizer.load_state_dict(optim["optimizer"])
     if acc.scaler is not None and optim["scaler"]: acc.scaler.load_state_dict(optim["scaler"])
     trainer.stat_tracker.load_state_dict(state["stat_tracker"])
     trainer.first_epoch, trainer.global_step = checkpoint_epoch(path), state["global_step"]
     trainer.history, trainer.nonfinite_skipped = state["history"], state["nonfinite_skipped"]
-    set_rng_state(json.loads((path/f"rng-{acc.process_index}.json").read_text()))
-    acc.print(f"Resuming from {path}: {trainer.first_epoch} of {trainer.config.num_epochs} epochs done")
+    set_rng_state(rng)

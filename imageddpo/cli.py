@@ -8,10 +8,12 @@ Docs: https://hectorastrom.github.io/imageddpo/cli.html.md"""
 __all__ = ['smoke', 'demo_command', 'train_command', 'command_parser', 'main']
 
 # %% ../nbs/07_cli.ipynb #2c03e2cf
-import argparse, inspect, os, time
+import argparse, inspect, os, sys, time
 from pathlib import Path
 
 from fastcore.docments import docments
+
+from .faults import TrainingStopped
 
 # %% ../nbs/07_cli.ipynb #de884a96
 def smoke(steps:int=10, # N, the length of the DDIM schedule
@@ -101,16 +103,30 @@ def command_parser(fn) -> argparse.ArgumentParser:
                                   help=d.docment + ("" if default is None else f" (default: {default})"))
     return parser
 
+def _resume_command(argv:list[str]) -> str:
+    "The command line that continues a stopped run: the same arguments, resuming from the latest checkpoint."
+    kept, skip = [], False
+    for a in argv:
+        if skip: skip = False; continue
+        if a in ("--resume-from", "--resume_from"): skip = True; continue
+        if a.startswith(("--resume-from=", "--resume_from=")) or a in ("--overwrite-output-dir", "--overwrite_output_dir"): continue
+        kept.append(a)
+    return " ".join(["imageddpo", *kept, "--resume-from", "latest"])
+
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `imageddpo` console script."
     parser = argparse.ArgumentParser(prog="imageddpo", description="Image-to-image DDPO toolkit")
     sub = parser.add_subparsers(dest="command", required=True)
     commands = {name: sub.add_parser(name, parents=[command_parser(fn)], help=fn.__doc__, description=fn.__doc__)
                 for name, fn in _COMMANDS.items()}
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = vars(parser.parse_args(argv))
     name = args.pop("command")
     try: report = _COMMANDS[name](**args)
     except ValueError as e: commands[name].error(str(e))  # exits 2 with the usage line and the message naming the option
+    except TrainingStopped as e:  # Ctrl-C or SIGTERM: stopped after an epoch, with a checkpoint
+        if os.environ.get("RANK", "0") == "0": print(f"{e}\nContinue with: {_resume_command(argv)}", file=sys.stderr)
+        return e.exit_code
     if os.environ.get("RANK", "0") == "0":  # under torchrun or accelerate launch, the first process speaks for all
         for key, value in report.items(): print(f"{key:>22}: {value:.4g}" if isinstance(value, float) else f"{key:>22}: {value}")
     return 0 if report.get("ok", True) else 1

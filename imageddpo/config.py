@@ -82,6 +82,8 @@ class ImageDDPOConfig:
     train_timesteps_per_pass: int = 1  # trained timesteps of a minibatch batched into one UNet call: fewer, bigger calls, more memory
     output_dir: str = "imageddpo-output"  # checkpoints, logs and the dashboard's files
     overwrite_output_dir: bool = False # a new run may replace output_dir's previous run (deleting its checkpoints); default: refuse
+    reward_timeout_s: float | None = None  # the longest wait for one batch's rewards, then `RewardTimeout` (None: no limit)
+    process_timeout_s: float = 600.0   # the longest wait for another process in a collective (torch's default: 1800)
 
     def __post_init__(self):
         _take_project_kwargs(self)
@@ -134,6 +136,8 @@ def _problems(c:ImageDDPOConfig) -> list[str]:
              "fp16 needs a CUDA device and none is available; use 'no' (or 'bf16') on this machine")
     need(lambda: not (c.resume_from and c.overwrite_output_dir), "overwrite_output_dir",
          f"resume_from={c.resume_from!r} continues the run in output_dir, overwrite_output_dir=True replaces it: choose one")
+    need(lambda: c.reward_timeout_s is None or c.reward_timeout_s > 0, "reward_timeout_s", "must be > 0 seconds, or None for no limit")
+    need(lambda: c.process_timeout_s > 0, "process_timeout_s", "must be > 0 seconds")
     need(lambda: c.sample_eta > 0, "sample_eta", "must be > 0: a deterministic sampler (eta=0) has no log-probabilities to train")
     guidance_ok = need(lambda: c.sample_guidance_scale >= 0, "sample_guidance_scale", "must be >= 0")
     if ints["sample_batch_size"] and ints["train_batch_size"]:

@@ -8,16 +8,17 @@ Docs: https://hectorastrom.github.io/imageddpo/trainer.html.md"""
 __all__ = ['SAMPLING_SEED', 'TRAINING_SEED', 'ImageDDPOTrainer', 'SampledEpoch', 'cat_rollouts']
 
 # %% ../nbs/05c_trainer.ipynb #f90d1096
-import copy, dataclasses, os, time
+import copy, dataclasses, os, threading, time
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, gather_object, set_seed
+from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration, gather_object, set_seed
 from fastcore.basics import patch
 from diffusers import StableDiffusionPipeline
 from diffusers.training_utils import cast_training_params
@@ -26,6 +27,7 @@ from .advantages import PerKeyStatTracker, global_advantages, sample_key
 from .callbacks import DebugHook, EpochResult, ImageSamplesHook, TrackerLogger, TrainerCallback
 from .checkpoint import check_output_dir, clear_checkpoints, load_trainer_checkpoint, resolve_resume, save_trainer_checkpoint
 from .config import ImageDDPOConfig, from_trl
+from .faults import RewardTimeout, StopRequests, TrainingStopped, in_daemon_thread
 from .pipeline import I2IDDPOStableDiffusionPipeline, RolloutOutput, to_image_batch
 from .ppo import gaussian_kl_same_std, ppo_clip_loss
 from .rewards import compute_rewards
@@ -87,10 +89,14 @@ class ImageDDPOTrainer:
         self.reward_function, self.prompt_function, self.sd_pipeline = reward_function, prompt_function, sd_pipeline
         self.callbacks = [TrackerLogger(), *([DebugHook(debug_hook)] if debug_hook else []),
                           *([ImageSamplesHook(image_samples_hook)] if image_samples_hook else []), *callbacks]
+        extra = dict(c.accelerator_kwargs)
+        handlers = list(extra.pop("kwargs_handlers", []))
+        if not any(isinstance(h, InitProcessGroupKwargs) for h in handlers):  # a lost process ends the run in bounded time
+            handlers.append(InitProcessGroupKwargs(timeout=timedelta(seconds=c.process_timeout_s)))
         self.accelerator = Accelerator(
-            mixed_precision=c.mixed_precision, log_with=c.log_with,
+            mixed_precision=c.mixed_precision, log_with=c.log_with, kwargs_handlers=handlers,
             project_config=ProjectConfiguration(project_dir=c.output_dir, logging_dir=os.path.join(c.output_dir, c.logdir),
-                                                **c.project_kwargs), **c.accelerator_kwargs)
+                                                **c.project_kwargs), **extra)
         world = int(os.environ.get("WORLD_SIZE", 1))
         if world > 1 and self.accelerator.num_processes == 1:  # each launched process would train alone, in one folder
             raise RuntimeError(f"WORLD_SIZE={world} but accelerate formed no process group; on the CPU launch with "
@@ -110,7 +116,9 @@ class ImageDDPOTrainer:
                                 if c.kl_coef > 0 and not c.use_lora else None)  # LoRA's reference: adapters off
         self.stat_tracker = PerKeyStatTracker(c.per_prompt_stat_tracking_buffer_size, c.per_prompt_stat_tracking_min_count)
         self.first_epoch, self.global_step, self.history, self.nonfinite_skipped = 0, 0, [], 0
-        self._pool = ThreadPoolExecutor(c.max_workers) if c.async_reward_computation else None
+        # rewards: TRL's thread pool when asynchronous; daemon threads (a hung call cannot block exit) under a timeout
+        self._pool = ThreadPoolExecutor(c.max_workers) if c.async_reward_computation and c.reward_timeout_s is None else None
+        self._reward_gate = threading.BoundedSemaphore(c.max_workers if c.async_reward_computation else 1)
         if resume is not None: self.load_checkpoint(resume)
 
     save_checkpoint = save_trainer_checkpoint  # chapter 05b: every process calls it; `checkpoint-<completed epochs>`
@@ -172,8 +180,26 @@ def step(self:ImageDDPOTrainer, epoch:int, global_step:int|None=None) -> int:
 def train(self:ImageDDPOTrainer, epochs:int|None=None):
     "Train from `first_epoch` up to `epochs` (default `config.num_epochs`)."
     for cb in self.callbacks: cb.on_train_begin(self)
-    for epoch in range(self.first_epoch, epochs or self.config.num_epochs): self.step(epoch)
+    with StopRequests() as stop:  # SIGINT / SIGTERM: finish the epoch, write a checkpoint, raise TrainingStopped
+        for epoch in range(self.first_epoch, epochs or self.config.num_epochs):
+            self.step(epoch)
+            if signum := self._stop_requested(stop): self._stop(signum)
     for cb in self.callbacks: cb.on_train_end(self)
+
+@patch
+def _stop_requested(self:ImageDDPOTrainer, stop:StopRequests) -> int:
+    "The signal any process received (0: none); every process learns it at the same epoch (one all-reduce)."
+    if self.accelerator.num_processes == 1: return stop.signum or 0
+    flag = torch.tensor([stop.signum or 0], device=self.accelerator.device)
+    return int(self.accelerator.reduce(flag, reduction="max").item())
+
+@patch
+def _stop(self:ImageDDPOTrainer, signum:int):
+    "Write a checkpoint of the epochs done (unless the last epoch just wrote one), end the callbacks, raise `TrainingStopped`."
+    done, c = self.first_epoch, self.config
+    path = (Path(c.output_dir)/"checkpoints"/f"checkpoint-{done}" if done % c.save_freq == 0 else self.save_checkpoint(done))
+    for cb in self.callbacks: cb.on_train_end(self)
+    raise TrainingStopped(signum, done, path)
 
 # %% ../nbs/05c_trainer.ipynb #7ee08af6
 @dataclasses.dataclass
@@ -221,12 +247,24 @@ def sample_and_reward(self:ImageDDPOTrainer, epoch:int,
         generator = torch.Generator().manual_seed(_seed_for(c.seed, SAMPLING_SEED, epoch, acc.process_index, b))
         with acc.autocast(): out = self.sd_pipeline.rollout(images, prompts, generator=generator, **arguments)
         args = (self.reward_function, out.images, out.prompts, metadata, out.input_images)
-        jobs.append(self._pool.submit(_score, *args) if self._pool else _done(_score(*args)))
-        outs.append(out); metas += metadata
+        if c.reward_timeout_s is not None: job = in_daemon_thread(_score, *args, gate=self._reward_gate)
+        else: job = self._pool.submit(_score, *args) if self._pool else _done(_score(*args))
+        if not c.async_reward_computation: job = _done(self._reward_result(job, epoch, b, out.prompts))
+        jobs.append((job, b, out.prompts)); outs.append(out); metas += metadata
     sampled = time.perf_counter()
-    results = [job.result() for job in jobs]
+    results = [self._reward_result(job, epoch, b, prompts) for job, b, prompts in jobs]
     seconds = {"sample_s": sampled - start, "reward_wait_s": time.perf_counter() - sampled}
     return SampledEpoch(cat_rollouts(outs), metas, torch.cat([r for r, _ in results]), [m for _, m in results], seconds)
+
+@patch
+def _reward_result(self:ImageDDPOTrainer, job:Future, epoch:int, batch:int, prompts:list[str]):
+    "A batch's (rewards, metadata), waiting at most `reward_timeout_s`."
+    try: return job.result(timeout=self.config.reward_timeout_s)
+    except TimeoutError:
+        shown = ", ".join(repr(p) for p in prompts[:3]) + (f" and {len(prompts) - 3} more" if len(prompts) > 3 else "")
+        raise RewardTimeout(f"reward_function did not return within reward_timeout_s={self.config.reward_timeout_s} s for epoch "
+                            f"{epoch}, batch {batch} (prompts: {shown}). Nothing of this epoch was saved; fix the reward and "
+                            "continue with resume_from='latest'") from None
 
 def _score(*args):
     "`compute_rewards` without autograd (grad mode is per thread, so the pool's threads need their own)."

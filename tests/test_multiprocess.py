@@ -3,19 +3,20 @@ takes part in, and a resume that matches the uninterrupted run.
 
 On the CPU, accelerate forms a process group only with its CPU flag: `ACCELERATE_USE_CPU=true torchrun ...`
 (or `accelerator_kwargs={"cpu": True}`); without it each process trains alone."""
-import json, os, shutil, subprocess, sys
+import json, os, shutil, subprocess, sys, time
 from pathlib import Path
 
 import pytest
 
 SCRIPT = Path(__file__).parent/"scripts"/"two_process_run.py"
 
-def launch(output_dir, resume_from, report, script=SCRIPT, processes=2, timeout=240):
+def launch(output_dir, resume_from, report, script=SCRIPT, processes=2, timeout=240, env=None, check=True):
     torchrun = [str(Path(sys.executable).parent/"torchrun"), "--nproc_per_node", "2", "--master_port", "29517"]
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", **(env or {})}
     args = [str(script), str(output_dir), *([resume_from] if resume_from is not None else []), str(report)]
     done = subprocess.run((torchrun if processes == 2 else [sys.executable]) + args, env=env, capture_output=True,
                           text=True, timeout=timeout)
+    if not check: return done
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads(Path(f"{report}.{rank}").read_text()) for rank in range(processes)]
 
@@ -75,3 +76,35 @@ def test_under_torchrun_the_command_speaks_once(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("last reward_mean") == 1, done.stdout
     assert done.stderr.count("?epoch/s]") == 1, done.stderr[-3000:]  # one tqdm bar started
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    "An uninterrupted two-process run of two epochs."
+    root = tmp_path_factory.mktemp("straight")
+    return launch(root/"run", "", root/"report")
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", ["sampling", "ppo", "checkpoint"])
+def test_a_process_that_dies_ends_the_run_quickly_and_it_resumes_exactly(tmp_path, straight, phase):
+    "Rank 1 is killed (SIGKILL) in the second epoch: the run ends in seconds naming it; a resume matches the straight run."
+    done = launch(tmp_path/"run", "", tmp_path/"report", env={"KILL_AT": phase}, check=False)
+    ended = time.time()
+    killed = float(Path(f"{tmp_path/'report'}.killed").read_text())
+    print(f"rank 1 killed during {phase}: the run ended {ended - killed:.1f} s later")
+    assert done.returncode != 0 and "rank: 1" in done.stderr and "SIGKILL" in done.stderr, done.stderr[-3000:]
+    assert ended - killed < 60
+    root = tmp_path/"run"/"checkpoints"
+    assert [p.name for p in root.glob("checkpoint-*")] == ["checkpoint-1"], "the second epoch's checkpoint was never sealed"
+    resumed = launch(tmp_path/"run", "latest", tmp_path/"resumed")
+    assert [r["first_epoch"] for r in resumed] == [1, 1]
+    assert resumed[0]["weights"] == straight[0]["weights"] == resumed[1]["weights"], "the resume continues bit-exact"
+
+@pytest.mark.slow
+def test_a_stuck_process_ends_the_run_after_process_timeout(tmp_path):
+    "Rank 1 hangs in its reward (alive, so the launcher sees nothing): rank 0 gives up after process_timeout_s, not 30 minutes."
+    done = launch(tmp_path/"run", "", tmp_path/"report", env={"STALL_AT": "reward", "PROCESS_TIMEOUT": "10"}, check=False, timeout=300)
+    ended = time.time()
+    stalled = float(Path(f"{tmp_path/'report'}.killed").read_text())
+    print(f"rank 1 stuck: the run ended {ended - stalled:.1f} s later (process_timeout_s=10)")
+    assert done.returncode != 0 and ended - stalled < 90, done.stderr[-3000:]
+    assert [p.name for p in (tmp_path/"run"/"checkpoints").glob("checkpoint-*")] == ["checkpoint-1"]

@@ -1,5 +1,9 @@
-"Run by tests/test_multiprocess.py under torchrun: train the pocket model and report this rank's view as JSON."
-import json, sys
+"""Run by tests/test_multiprocess.py under torchrun: train the pocket model and report this rank's view as JSON.
+
+With KILL_AT=sampling|ppo|checkpoint in the environment, rank 1 kills itself (SIGKILL) in that phase of the second
+epoch, after writing the time to REPORT.killed; with STALL_AT=reward its reward hangs there instead (PROCESS_TIMEOUT
+sets process_timeout_s)."""
+import json, os, signal, sys, time
 
 import torch
 
@@ -17,8 +21,14 @@ def prompt_function():  # draws from the global RNG: seeded per process, restore
 config = ImageDDPOConfig(mixed_precision="no", sample_num_steps=10, noise_strength=0.5, sample_guidance_scale=1.0,
                          sample_batch_size=4, sample_num_batches_per_epoch=1, train_batch_size=2, num_epochs=2,
                          per_prompt_stat_tracking=True, per_prompt_stat_tracking_min_count=2,
-                         output_dir=output_dir, resume_from=resume_from)
-trainer = ImageDDPOTrainer(config, lambda out, prompts, metadata: out.mean(dim=(1, 2, 3)), prompt_function,
+                         output_dir=output_dir, resume_from=resume_from,
+                         process_timeout_s=float(os.environ.get("PROCESS_TIMEOUT", 600)))
+def reward(out, prompts, metadata):
+    if os.environ.get("STALL_AT") == "reward" and trainer.accelerator.process_index == 1 and trainer.first_epoch == 1:
+        with open(f"{report}.killed", "w") as f: f.write(str(time.time()))
+        time.sleep(3600)  # alive but stuck: the other process waits for it in the next collective
+    return out.mean(dim=(1, 2, 3))
+trainer = ImageDDPOTrainer(config, reward, prompt_function,
                            I2IDDPOStableDiffusionPipeline(pocket_pipeline()))
 seen = []
 class Record:
@@ -27,6 +37,31 @@ class Record:
     def on_epoch_end(self, t, result): seen.append([m["index"] for m in result.metadata])
     def on_train_end(self, t): pass
 trainer.callbacks.append(Record())
+kill_at, epoch_now = os.environ.get("KILL_AT"), [0]
+class Clock:
+    def on_train_begin(self, t): pass
+    def on_epoch_begin(self, t, epoch, strength): epoch_now[0] = epoch
+    def on_epoch_end(self, t, result): pass
+    def on_train_end(self, t): pass
+trainer.callbacks.append(Clock())
+def die(phase):
+    if kill_at == phase and trainer.accelerator.process_index == 1 and epoch_now[0] == 1:
+        with open(f"{report}.killed", "w") as f: f.write(str(time.time()))
+        os.kill(os.getpid(), signal.SIGKILL)
+draw = prompt_function
+def prompt_function():
+    die("sampling"); return draw()
+trainer.prompt_function = prompt_function
+train_on_samples = trainer.train_on_samples
+def dying_train_on_samples(*args, **kwargs):
+    die("ppo"); return train_on_samples(*args, **kwargs)
+trainer.train_on_samples = dying_train_on_samples
+import imageddpo.checkpoint as checkpoint
+write_files = checkpoint.write_files
+def dying_write_files(directory, writers):
+    if str(directory).endswith("checkpoint-2"): die("checkpoint")
+    return write_files(directory, writers)
+checkpoint.write_files = dying_write_files
 after_step = []
 def checked_step(epoch, finite, step=trainer._optimizer_step):  # the weights right after every optimizer step
     result = step(epoch, finite)
