@@ -125,7 +125,8 @@ def main(argv:list[str]|None=None) -> int:
     try: report = _COMMANDS[name](**args)
     except ValueError as e: commands[name].error(str(e))  # exits 2 with the usage line and the message naming the option
     except TrainingStopped as e:  # Ctrl-C or SIGTERM: stopped after an epoch, with a checkpoint
-        if os.environ.get("RANK", "0") == "0": print(f"{e}\nContinue with: {_resume_command(argv)}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":
+            print(f"Stopped after {e.epochs_done} epochs; {e.checkpoint} holds them.\nContinue with: {_resume_command(argv)}", file=sys.stderr)
         return e.exit_code
     if os.environ.get("RANK", "0") == "0":  # under torchrun or accelerate launch, the first process speaks for all
         for key, value in report.items(): print(f"{key:>22}: {value:.4g}" if isinstance(value, float) else f"{key:>22}: {value}")

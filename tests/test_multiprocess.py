@@ -108,3 +108,26 @@ def test_a_stuck_process_ends_the_run_after_process_timeout(tmp_path):
     print(f"rank 1 stuck: the run ended {ended - stalled:.1f} s later (process_timeout_s=10)")
     assert done.returncode != 0 and ended - stalled < 90, done.stderr[-3000:]
     assert [p.name for p in (tmp_path/"run"/"checkpoints").glob("checkpoint-*")] == ["checkpoint-1"]
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_every_process_after_the_same_epoch(tmp_path):
+    "A scheduler's SIGTERM reaching one rank: both finish the epoch, write one checkpoint together and exit 143; it resumes."
+    import signal
+    torchrun = [str(Path(sys.executable).parent/"torchrun"), "--nproc_per_node", "2", "--master_port", "29520"]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "EPOCHS": "1000", "SAVE_FREQ": "1000"}
+    report = tmp_path/"report"
+    proc = subprocess.Popen(torchrun + [str(SCRIPT), str(tmp_path/"run"), "", str(report)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not Path(f"{report}.pid.1").exists() and time.monotonic() < deadline: time.sleep(0.2)
+    time.sleep(3)  # into the epochs
+    os.kill(int(Path(f"{report}.pid.1").read_text()), signal.SIGTERM)
+    out, err = proc.communicate(timeout=180)
+    stopped = [json.loads(Path(f"{report}.stopped.{rank}").read_text()) for rank in range(2)]
+    assert stopped[0] == stopped[1] and stopped[0]["signal"] == signal.SIGTERM, (stopped, err[-3000:])
+    done = stopped[0]["epochs_done"]
+    assert err.count("SIGTERM received") == 1, "only the signalled process received it; the other learned of it"
+    checkpoint = tmp_path/"run"/"checkpoints"/f"checkpoint-{done}"
+    assert {"rng-0.json", "rng-1.json", "manifest.json"} <= {p.name for p in checkpoint.iterdir()}, "both processes wrote it"
+    resumed = launch(tmp_path/"run", "latest", tmp_path/"resumed", env={"EPOCHS": str(done + 1), "SAVE_FREQ": "1000"})
+    assert [r["first_epoch"] for r in resumed] == [done, done]

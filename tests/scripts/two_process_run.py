@@ -2,13 +2,15 @@
 
 With KILL_AT=sampling|ppo|checkpoint in the environment, rank 1 kills itself (SIGKILL) in that phase of the second
 epoch, after writing the time to REPORT.killed; with STALL_AT=reward its reward hangs there instead (PROCESS_TIMEOUT
-sets process_timeout_s)."""
+sets process_timeout_s). EPOCHS and SAVE_FREQ set num_epochs and save_freq; each rank writes its pid to REPORT.pid.RANK
+and, when a signal stops it, what it stopped after to REPORT.stopped.RANK."""
 import json, os, signal, sys, time
 
 import torch
 
 from imageddpo import I2IDDPOStableDiffusionPipeline, ImageDDPOConfig, ImageDDPOTrainer, pocket_pipeline
 from imageddpo.digits import digits_dataset
+from imageddpo.faults import TrainingStopped
 
 output_dir, resume_from, report = sys.argv[1], sys.argv[2], sys.argv[3]
 torch.manual_seed(0)
@@ -19,7 +21,8 @@ def prompt_function():  # draws from the global RNG: seeded per process, restore
     return "", images[i], {"label": int(labels[i]), "index": i}
 
 config = ImageDDPOConfig(mixed_precision="no", sample_num_steps=10, noise_strength=0.5, sample_guidance_scale=1.0,
-                         sample_batch_size=4, sample_num_batches_per_epoch=1, train_batch_size=2, num_epochs=2,
+                         sample_batch_size=4, sample_num_batches_per_epoch=1, train_batch_size=2,
+                         num_epochs=int(os.environ.get("EPOCHS", 2)), save_freq=int(os.environ.get("SAVE_FREQ", 1)),
                          per_prompt_stat_tracking=True, per_prompt_stat_tracking_min_count=2,
                          output_dir=output_dir, resume_from=resume_from,
                          process_timeout_s=float(os.environ.get("PROCESS_TIMEOUT", 600)))
@@ -69,8 +72,12 @@ def checked_step(epoch, finite, step=trainer._optimizer_step):  # the weights ri
     return result
 trainer._optimizer_step = checked_step
 first_epoch = trainer.first_epoch
-trainer.train()
 acc = trainer.accelerator
+with open(f"{report}.pid.{acc.process_index}", "w") as f: f.write(str(os.getpid()))
+try: trainer.train()
+except TrainingStopped as e:  # SIGTERM to one process: every process stops after the same epoch
+    with open(f"{report}.stopped.{acc.process_index}", "w") as f: json.dump({"epochs_done": e.epochs_done, "signal": e.signum}, f)
+    raise SystemExit(e.exit_code)
 with open(f"{report}.{acc.process_index}", "w") as f:
     json.dump({"rank": acc.process_index, "world": acc.num_processes, "first_epoch": first_epoch,
                "global_step": trainer.global_step, "num_samples": trainer.history[-1]["num_samples"], "indices": seen, "after_step": after_step,
