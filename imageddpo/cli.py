@@ -84,6 +84,7 @@ def train_command(config:str=None,                 # the run file (YAML); requir
     from imageddpo.run_config import train_from_run_config
     trainer = train_from_run_config(config, command="imageddpo train", output_dir=output_dir, resume_from=resume_from, num_epochs=num_epochs,
                                     overwrite_output_dir=overwrite_output_dir or None)
+    trainer.accelerator.end_training()  # trackers closed, process group destroyed (exiting with gloo threads alive can abort)
     last = trainer.history[-1] if trainer.history else {}
     return {"epochs": len(trainer.history), "last reward_mean": last.get("reward_mean", float("nan")),
             "weights": str(Path(trainer.config.output_dir) / "final")}
