@@ -59,8 +59,6 @@ def demo_command(epochs:int=None,                  # training epochs of 64 sampl
     if epochs is not None and epochs < 1: raise ValueError(f"--epochs must be >= 1, got {epochs}")
     if device not in ("auto", "cpu", "cuda"): raise ValueError(f"--device must be auto, cpu or cuda, got {device!r}")
     if threads is not None and threads < 1: raise ValueError(f"--threads must be >= 1, got {threads}")
-    from imageddpo.checkpoint import check_output_dir
-    check_output_dir(output_dir, resume_from or "", overwrite_output_dir, command="imageddpo demo")
     _quiet_library_logs()
     from imageddpo.demo import DEMO_CONFIG, demo
     m = demo(epochs=epochs or DEMO_CONFIG["num_epochs"], output_dir=output_dir, resume_from=resume_from or "",

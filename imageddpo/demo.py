@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import check_output_dir, resolve_resume
+from .checkpoint import check_output_dir
 from .config import ImageDDPOConfig
 from .dashboard import TrainingDashboard, figure_png, grid_png
 from matplotlib.figure import Figure
@@ -129,7 +129,6 @@ def _run_demo(epochs, out, resume_from, overwrite_output_dir, seed, device, prog
                                   reward_name="log p(prompted digit)")
     torch.manual_seed(seed)  # the LoRA's random initialisation (the trainer seeds everything after it)
     policy = I2IDDPOStableDiffusionPipeline(pocket_pipeline(), lora_seed=None)  # drawn after the seeding above
-    resume = resolve_resume(resume_from, out)
     trainer = ImageDDPOTrainer(config, pocket_reward(), demo_prompt_function(*train_inputs), policy,
                                callbacks=[dashboard, *([ProgressBar(desc="imageddpo demo")] if progress else [])])
     with policy.adapters_disabled():  # the base model (what a zero-initialised LoRA computes), also after a resume
@@ -145,7 +144,7 @@ def _run_demo(epochs, out, resume_from, overwrite_output_dir, seed, device, prog
                         **{row: [f"P = {p:.2f}" for p in r["rewards"][show].exp().tolist()] for row, r in (("base", before), ("fine-tuned", after))}},
               title="above each output: the classifier's P(prompted digit)")
     save_reward_curve(trainer.history, out / "reward_curve.png", "training reward: log p(prompted digit)")
-    metrics = dict(heldout_images=len(heldout[0]), resumed_from=str(resume) if resume else None, reward="pocket classifier log p(prompted digit | output)",
+    metrics = dict(heldout_images=len(heldout[0]), resumed_from=str(trainer.resumed_from) if trainer.resumed_from else None, reward="pocket classifier log p(prompted digit | output)",
                    heldout_reward_before=before["reward_mean"], heldout_reward_after=after["reward_mean"],
                    heldout_accuracy_before=before["accuracy"], heldout_accuracy_after=after["accuracy"],
                    corrupted_input_accuracy=classifier_accuracy(heldout[0], heldout[2]),

@@ -85,7 +85,7 @@ class ImageDDPOTrainer:
             raise ValueError(f"config.use_lora={c.use_lora} but the pipeline was built with use_lora={sd_pipeline.use_lora}")
         check_output_dir(c.output_dir, c.resume_from, c.overwrite_output_dir)  # a previous run is never destroyed unasked
         _check_output_dir(c.output_dir)
-        resume = resolve_resume(c.resume_from, c.output_dir)  # verified before any model work
+        self.resumed_from = resume = resolve_resume(c.resume_from, c.output_dir)  # verified before any model work
         self.reward_function, self.prompt_function, self.sd_pipeline = reward_function, prompt_function, sd_pipeline
         self.callbacks = [TrackerLogger(), *([DebugHook(debug_hook)] if debug_hook else []),
                           *([ImageSamplesHook(image_samples_hook)] if image_samples_hook else []), *callbacks]
