@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from .objectives import LIKELIHOOD_FREE, OBJECTIVES
 from .pipeline import LORA_TARGET_MODULES, executed_steps
 
 # %% ../nbs/05_config.ipynb #00a8196e
@@ -42,7 +43,7 @@ class ImageDDPOConfig:
     resume_from: str = ""              # a checkpoint folder, "latest", or "" to start fresh
     # --- TRL DDPOConfig: sampling ---
     sample_num_steps: int = 50         # N, the length of the DDIM schedule (noise_strength selects its last K steps)
-    sample_eta: float = 1.0            # DDIM noise; must be > 0 to train
+    sample_eta: float = 1.0            # DDIM noise; > 0 for PPO (NFT and AWM train from any sampler, eta = 0 too)
     sample_guidance_scale: float = 5.0 # classifier-free guidance when > 1; <= 1 samples with the prompt alone
     sample_batch_size: int = 1         # samples per rollout batch, per process
     sample_num_batches_per_epoch: int = 2  # rollout batches per epoch, per process
@@ -84,6 +85,13 @@ class ImageDDPOConfig:
     overwrite_output_dir: bool = False # a new run may replace output_dir's previous run (deleting its checkpoints); default: refuse
     reward_timeout_s: float | None = None  # the longest wait for one batch's rewards, then `RewardTimeout` (None: no limit)
     process_timeout_s: float = 600.0   # the longest wait for another process in a collective (torch's default: 1800)
+    # --- learning efficiency (chapters 04 and 04c) ---
+    train_objective: str = "ppo"       # "ppo" (DDPO, recorded steps, eta > 0), "nft" or "awm" (forward process, any sampler)
+    nft_beta: float = 1.0              # NFT's implicit-policy step beta
+    sample_group_size: int = 1         # G: rollouts of each drawn (prompt, image); > 1: advantages relative to the group
+    group_std: str = "group"           # a group's advantages divided by the std of the "group" or of the whole "batch"
+    group_same_noise: bool = False     # a group's rollouts start from one noised latent (flow_grpo's same_latent)
+    group_skip_uniform: bool = False   # leave groups whose rewards are all equal out of training (they carry no signal)
 
     def __post_init__(self):
         _take_project_kwargs(self)
@@ -117,7 +125,7 @@ _PRECISIONS = ("no", "fp16", "bf16")
 _POSITIVE_INTS = ("num_epochs", "save_freq", "num_checkpoint_limit", "sample_num_steps", "sample_batch_size",
                   "sample_num_batches_per_epoch", "train_batch_size", "train_gradient_accumulation_steps",
                   "train_num_inner_epochs", "per_prompt_stat_tracking_buffer_size", "per_prompt_stat_tracking_min_count",
-                  "max_workers", "lora_rank", "train_timesteps_per_pass")
+                  "max_workers", "lora_rank", "train_timesteps_per_pass", "sample_group_size")
 
 def _problems(c:ImageDDPOConfig) -> list[str]:
     "Every broken rule of `c`, one line each naming its field (a rule that depends on a broken field is skipped)."
@@ -138,7 +146,25 @@ def _problems(c:ImageDDPOConfig) -> list[str]:
          f"resume_from={c.resume_from!r} continues the run in output_dir, overwrite_output_dir=True replaces it: choose one")
     need(lambda: c.reward_timeout_s is None or c.reward_timeout_s > 0, "reward_timeout_s", "must be > 0 seconds, or None for no limit")
     need(lambda: c.process_timeout_s > 0, "process_timeout_s", "must be > 0 seconds")
-    need(lambda: c.sample_eta > 0, "sample_eta", "must be > 0: a deterministic sampler (eta=0) has no log-probabilities to train")
+    if need(lambda: c.train_objective in OBJECTIVES, "train_objective", f"must be one of {tuple(OBJECTIVES)}"):
+        need(lambda: c.sample_eta > 0 or c.train_objective in LIKELIHOOD_FREE, "sample_eta",
+             f"must be > 0 for train_objective={c.train_objective!r}: a deterministic sampler (eta=0) has no log-probabilities "
+             "to train (the forward-process objectives 'nft' and 'awm' train from any sampler)")
+    need(lambda: c.sample_eta >= 0, "sample_eta", "must be >= 0")
+    need(lambda: c.nft_beta > 0, "nft_beta", "must be > 0")
+    need(lambda: c.group_std in ("group", "batch"), "group_std", "must be 'group' or 'batch'")
+    if ints["sample_group_size"] and ints["sample_batch_size"] and ints["sample_num_batches_per_epoch"]:
+        per_process = c.sample_batch_size * c.sample_num_batches_per_epoch
+        need(lambda: per_process % c.sample_group_size == 0, "sample_group_size",
+             f"must divide the samples per process and epoch (sample_batch_size x sample_num_batches_per_epoch = {per_process}): "
+             "a group never spans processes or epochs")
+        grouped = c.sample_group_size > 1
+        need(lambda: not (grouped and c.per_prompt_stat_tracking), "per_prompt_stat_tracking",
+             f"True and sample_group_size={c.sample_group_size} both say what a sample is compared with: choose one")
+        for name in ("group_same_noise", "group_skip_uniform"):
+            need(lambda: grouped or not getattr(c, name), name, "has no effect with sample_group_size=1 (a group of one)")
+        need(lambda: not (c.group_same_noise and c.sample_eta == 0), "group_same_noise",
+             "True with sample_eta=0 makes a group's rollouts identical (one start, a deterministic sampler): nothing to compare")
     guidance_ok = need(lambda: c.sample_guidance_scale >= 0, "sample_guidance_scale", "must be >= 0")
     if ints["sample_batch_size"] and ints["train_batch_size"]:
         need(lambda: c.sample_batch_size % c.train_batch_size == 0, "train_batch_size", f"must divide sample_batch_size={c.sample_batch_size}")

@@ -56,17 +56,19 @@ def reward_histograms(first:torch.Tensor, current:torch.Tensor, bins:int=20):
     edges = np.linspace(lo, hi if hi > lo else lo + 1e-6, bins + 1)
     return edges, np.histogram(first.numpy(), edges)[0], np.histogram(current.numpy(), edges)[0]
 
+_TRAINING_STATISTICS = ("loss", "approx_kl", "clipfrac", "x0_error", "kl", "uniform_group_fraction")
+
 def _ppo_statistics(ax, x, history:list[dict], floor:float=1e-8):
-    "loss, approx_kl and clipfrac on one axis, each divided by its largest |value|; a statistic that stays below `floor` is named, not drawn."
-    flat = []
-    for key in ("loss", "approx_kl", "clipfrac"):
+    "The objective's statistics on one axis (PPO: loss, approx_kl, clipfrac; NFT/AWM: loss, x0_error), each divided by its largest |value|; one that stays below `floor` is named, not drawn."
+    flat, present = [], [k for k in _TRAINING_STATISTICS if any(k in h for h in history)]
+    for key in present:
         values = np.array([h.get(key, np.nan) for h in history], dtype=float)
         scale = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 0.0
         if not scale > floor: flat.append(key); continue  # dividing float noise by itself would draw it at full height
         ax.plot(x, values / scale, marker="." if len(x) <= 30 else None, label=f"{key} (÷{scale:.2g})")
     ax.set_xlabel("epoch"); ax.set_ylabel("÷ largest |value|"); ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title("PPO statistics" + (f"\n(≈ 0, not drawn: {', '.join(flat)})" if flat else ""), fontsize=8 if flat else 9)
-    if len(flat) < 3: ax.legend(fontsize=8)
+    ax.set_title("training statistics" + (f"\n(≈ 0, not drawn: {', '.join(flat)})" if flat else ""), fontsize=8 if flat else 9)
+    if len(flat) < len(present): ax.legend(fontsize=8)
 
 def rewards_png(first:torch.Tensor, current:torch.Tensor, history:list[dict], first_epoch:int, epoch:int,
                 reward_name:str="reward") -> bytes: # what the reward is, for the axes (e.g. "log p(prompted digit)")

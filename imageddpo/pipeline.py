@@ -276,11 +276,29 @@ def _prepare_latents(self:I2IDDPOStableDiffusionPipeline, images:torch.Tensor, s
     noise = randn_tensor(latents.shape, generator=generator, device=device, dtype=dtype)
     return self.scheduler.add_noise(latents, noise, start.repeat(latents.shape[0]))
 
+def _checked_start_latents(self, start_latents:torch.Tensor, images:torch.Tensor) -> torch.Tensor:
+    "`start_latents` if its shape is what encoding `images` would give, else a ValueError naming both shapes."
+    factor = self.sd_pipeline.vae_scale_factor
+    expected = (images.shape[0], self.unet.config.in_channels, images.shape[-2] // factor, images.shape[-1] // factor)
+    if tuple(start_latents.shape) != expected:
+        raise ValueError(f"start_latents has shape {tuple(start_latents.shape)}; these images need {expected}")
+    return start_latents
+
 def _step_noises(shape, steps:int, generator, device, dtype) -> torch.Tensor:
     "The DDIM noise of all `steps` steps, [steps, *shape] on `device`, drawn in the order the scheduler draws it."
     first = generator[0] if isinstance(generator, list) else generator
     draw_on = torch.device(device) if first is None else first.device
     return torch.stack([randn_tensor(shape, generator=generator, device=draw_on, dtype=dtype) for _ in range(steps)]).to(device)
+
+# %% ../nbs/02_pipeline.ipynb #9c6f70ac
+@patch
+@torch.no_grad()
+def noised_latents(self:I2IDDPOStableDiffusionPipeline, images, noise_strength:float, num_inference_steps:int,
+                   generator:torch.Generator|list|None=None) -> torch.Tensor:
+    "x at the first executed timestep for `images`: VAE-encoded and noised as `rollout` does, [B, C, h, w]."
+    images = to_image_batch(images)
+    start = img2img_timesteps(self.scheduler, num_inference_steps, noise_strength)[:1].to(self.device)
+    return self._prepare_latents(images, start, generator)
 
 # %% ../nbs/02_pipeline.ipynb #4baef066
 @patch
@@ -305,6 +323,7 @@ def rollout(self:I2IDDPOStableDiffusionPipeline,
             guidance_rescale:float=0.0,  # rescale the guided prediction (Lin et al. 2023), as diffusers does
             negative_prompt:str|None=None, # the unconditional prompt under guidance (default: "")
             return_pred_original_samples:bool=False, # also keep the predicted x_0 latent of every step
+            start_latents:torch.Tensor|None=None, # x at the first executed step, [B, C, h, w]: skips encoding and noising `images`
            ) -> RolloutOutput:
     "Noise `images` to the start of the executed schedule and denoise them, recording latents and log-probs."
     # 1. check inputs (before any model call)
@@ -315,7 +334,8 @@ def rollout(self:I2IDDPOStableDiffusionPipeline,
     # 2. encode the prompts
     prompt_embeds, negative_prompt_embeds = self.encode_prompts(prompts, guidance_scale, negative_prompt)
     # 3. encode the images and noise them to the first executed timestep
-    latents = self._prepare_latents(images, timesteps[:1], generator)
+    if start_latents is None: latents = self._prepare_latents(images, timesteps[:1], generator)
+    else: latents = _checked_start_latents(self, start_latents, images).to(device, self.dtype)
     # 4. denoise, recording every latent, log-prob and (optionally) predicted x_0
     noises = _step_noises(latents.shape, len(timesteps), generator, device, latents.dtype) if eta > 0 else None
     cond = Conditioning(prompt_embeds, negative_prompt_embeds, guidance_scale, guidance_rescale)

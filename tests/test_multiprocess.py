@@ -131,3 +131,18 @@ def test_sigterm_to_one_process_stops_every_process_after_the_same_epoch(tmp_pat
     assert {"rng-0.json", "rng-1.json", "manifest.json"} <= {p.name for p in checkpoint.iterdir()}, "both processes wrote it"
     resumed = launch(tmp_path/"run", "latest", tmp_path/"resumed", env={"EPOCHS": str(done + 1), "SAVE_FREQ": "1000"})
     assert [r["first_epoch"] for r in resumed] == [done, done]
+
+@pytest.mark.parametrize("objective,group,eta", [("nft", 2, 0.0), ("awm", 2, 1.0), ("ppo", 2, 1.0)])
+def test_every_objective_with_groups_agrees_across_processes_and_resumes_exactly(tmp_path, objective, group, eta):
+    "Groups of 2 sharing their start (eta > 0) with uniform groups skipped: each rank rolls out whole groups of its own inputs."
+    env = {"OBJECTIVE": objective, "GROUP": str(group), "ETA": str(eta)}
+    if eta == 0: env["GROUP_SAME_NOISE"] = "0"
+    straight = launch(tmp_path/"run", "", tmp_path/"straight", env=env)
+    assert straight[0]["weights"] == straight[1]["weights"], "gradients are all-reduced: identical weights on both ranks"
+    assert straight[0]["after_step"] == straight[1]["after_step"] and straight[0]["after_step"], "the same optimizer steps"
+    for rank in straight:
+        for epoch in rank["indices"]:
+            assert epoch[0::2] == epoch[1::2], f"rank {rank['rank']}: a group is one input rolled out {group} times"
+    shutil.rmtree(tmp_path/"run"/"checkpoints"/"checkpoint-2")
+    resumed = launch(tmp_path/"run", "latest", tmp_path/"resumed", env=env)
+    assert resumed[0]["weights"] == straight[0]["weights"] == resumed[1]["weights"], "resume continues exactly"

@@ -2,7 +2,8 @@
 
 With KILL_AT=sampling|ppo|checkpoint in the environment, rank 1 kills itself (SIGKILL) in that phase of the second
 epoch, after writing the time to REPORT.killed; with STALL_AT=reward its reward hangs there instead (PROCESS_TIMEOUT
-sets process_timeout_s). EPOCHS and SAVE_FREQ set num_epochs and save_freq; each rank writes its pid to REPORT.pid.RANK
+sets process_timeout_s). EPOCHS and SAVE_FREQ set num_epochs and save_freq; OBJECTIVE, GROUP (sample_group_size, with group_skip_uniform and,
+unless GROUP_SAME_NOISE=0, group_same_noise) and ETA choose what trains; each rank writes its pid to REPORT.pid.RANK
 and, when a signal stops it, what it stopped after to REPORT.stopped.RANK."""
 import json, os, signal, sys, time
 
@@ -20,10 +21,14 @@ def prompt_function():  # draws from the global RNG: seeded per process, restore
     i = int(torch.randint(len(images), (1,)))
     return "", images[i], {"label": int(labels[i]), "index": i}
 
+GROUP = int(os.environ.get("GROUP", 1))
 config = ImageDDPOConfig(mixed_precision="no", sample_num_steps=10, noise_strength=0.5, sample_guidance_scale=1.0,
                          sample_batch_size=4, sample_num_batches_per_epoch=1, train_batch_size=2,
                          num_epochs=int(os.environ.get("EPOCHS", 2)), save_freq=int(os.environ.get("SAVE_FREQ", 1)),
-                         per_prompt_stat_tracking=True, per_prompt_stat_tracking_min_count=2,
+                         per_prompt_stat_tracking=GROUP == 1, per_prompt_stat_tracking_min_count=2,
+                         train_objective=os.environ.get("OBJECTIVE", "ppo"), sample_eta=float(os.environ.get("ETA", 1.0)),
+                         sample_group_size=GROUP, group_same_noise=GROUP > 1 and os.environ.get("GROUP_SAME_NOISE") != "0",
+                         group_skip_uniform=GROUP > 1,
                          output_dir=output_dir, resume_from=resume_from,
                          process_timeout_s=float(os.environ.get("PROCESS_TIMEOUT", 600)))
 def reward(out, prompts, metadata):

@@ -1,0 +1,197 @@
+"""Which objective learns most per sample and per second: PPO, PPO with groups, NFT and AWM on the pocket model (issue 17).
+
+    python bench/objectives.py --all [--jobs 2] [--seeds 0 1 2]    # the grid, then bench/results/objectives.json
+    python bench/objectives.py --task demo --method nft_g8 --seed 0 --epochs 90   # one run, one JSON line
+    python bench/objectives.py --timing                            # median epoch seconds per method, side by side
+
+Two tasks on the demo's corrupted digits (chapter 06c): `demo` (the prompt names the digit) and `blind`
+(an empty prompt: the policy must recover the digit from the corrupted image alone). Every method trains
+with the demo's configuration (DEMO_CONFIG) and changes only what its name says. Held-out accuracy is
+judged by the reward's own classifier and by a second judge the policy never trained against: an RBF
+support-vector machine fitted on the original 8x8 training digits (another model family, another
+resolution), so a policy that fools the pocket classifier without drawing the digit shows up as a gap.
+"""
+import argparse, json, os, subprocess, statistics, sys, tempfile, time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+METHODS = {  # name -> ImageDDPOConfig overrides on top of the demo's configuration
+    "ppo": {},
+    "ppo_g8": dict(sample_group_size=8),
+    "nft_g8": dict(train_objective="nft", sample_group_size=8),
+    "awm_g8": dict(train_objective="awm", sample_group_size=8),
+}
+TASKS = ("demo", "blind")
+RESULTS = Path(__file__).parent / "results"
+
+def task_prompt(task:str, label:int) -> str:
+    from imageddpo.pocket_training import digit_prompt
+    return digit_prompt(label) if task == "demo" else ""
+
+class SecondJudge:
+    "An RBF SVM on the original 8x8 digits (sklearn), applied to outputs pooled back to 8x8 grey."
+    def __init__(self):
+        from sklearn.svm import SVC
+        from imageddpo.digits import digits_dataset
+        images, labels = digits_dataset("train")
+        self.svm = SVC(gamma="scale", C=10.0).fit(self.features(images), labels.numpy())
+
+    @staticmethod
+    def features(images:torch.Tensor) -> np.ndarray:
+        return F.adaptive_avg_pool2d(images.float().mean(1, keepdim=True), 8).flatten(1).numpy()
+
+    def accuracy(self, images:torch.Tensor, labels:torch.Tensor) -> float:
+        return float((self.svm.predict(self.features(images)) == labels.numpy()).mean())
+
+@torch.no_grad()
+def evaluate(policy, config, task:str, heldout, judge:SecondJudge, classifier) -> dict:
+    "Held-out accuracy under both judges and the mean reward, sampling as the last epoch does (fixed seed)."
+    corrupted, _, labels = heldout
+    arguments, generator, outputs = config.rollout_arguments(config.num_epochs - 1), torch.Generator().manual_seed(1234), []
+    for start in range(0, len(corrupted), 128):
+        prompts = [task_prompt(task, int(y)) for y in labels[start:start + 128]]
+        outputs.append(policy.rollout(corrupted[start:start + 128], prompts, generator=generator, **arguments).images.cpu())
+    images = torch.cat(outputs)
+    log_p = classifier(images).log_softmax(1)
+    return dict(accuracy=(log_p.argmax(1) == labels).float().mean().item(), second_judge_accuracy=judge.accuracy(images, labels),
+                reward_mean=log_p.gather(1, labels[:, None]).mean().item())
+
+def run(task:str, method:str, seed:int, epochs:int, eval_every:int) -> dict:
+    "Train one (task, method, seed) and evaluate on the held-out digits every `eval_every` epochs."
+    from imageddpo.callbacks import TrainerCallback
+    from imageddpo.config import ImageDDPOConfig
+    from imageddpo.demo import DEMO_CONFIG, demo_inputs
+    from imageddpo.digits import pocket_classifier, pocket_reward
+    from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline
+    from imageddpo.pocket import pocket_pipeline
+    from imageddpo.trainer import ImageDDPOTrainer
+    train, heldout = demo_inputs("train", seed=0), demo_inputs("heldout", seed=1)
+    judge, classifier = SecondJudge(), pocket_classifier()
+    config = ImageDDPOConfig(**{**DEMO_CONFIG, **METHODS[method], "num_epochs": epochs, "save_freq": 10**6}, seed=seed,
+                             output_dir=tempfile.mkdtemp(), accelerator_kwargs={"cpu": True})
+    corrupted, _, labels = train
+    def prompt_function():
+        i = int(torch.randint(len(corrupted), ()))
+        return task_prompt(task, int(labels[i])), corrupted[i], {"label": int(labels[i])}
+    torch.manual_seed(seed)
+    policy = I2IDDPOStableDiffusionPipeline(pocket_pipeline(), lora_seed=None)
+    curve, clock = [], {"train_s": 0.0}
+    class Evaluate(TrainerCallback):
+        def on_epoch_end(self, trainer, result):
+            clock["train_s"] += sum(result.stats[k] for k in ("sample_s", "reward_wait_s", "train_s"))
+            done = result.epoch + 1
+            if done % eval_every == 0 or done == epochs:
+                curve.append(dict(epoch=done, samples=done * result.stats["num_samples"], train_s=clock["train_s"],
+                                  **evaluate(trainer.sd_pipeline, config, task, heldout, judge, classifier)))
+    trainer = ImageDDPOTrainer(config, pocket_reward(classifier), prompt_function, policy, callbacks=[Evaluate()])
+    with policy.adapters_disabled():
+        curve.append(dict(epoch=0, samples=0, train_s=0.0, **evaluate(policy, config, task, heldout, judge, classifier)))
+    trainer.train()
+    return dict(task=task, method=method, seed=seed, epochs=epochs, overrides=METHODS[method], curve=curve,
+                training_reward=[h["reward_mean"] for h in trainer.history],
+                uniform_group_fraction=[h.get("uniform_group_fraction") for h in trainer.history])
+
+def timing(epochs:int=6) -> dict:
+    "Median seconds of an epoch (sampling + reward + training) per method, after one warm-up epoch, one process, one thread."
+    from imageddpo.config import ImageDDPOConfig
+    from imageddpo.demo import DEMO_CONFIG, demo_inputs, demo_prompt_function
+    from imageddpo.digits import pocket_reward
+    from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline
+    from imageddpo.pocket import pocket_pipeline
+    from imageddpo.trainer import ImageDDPOTrainer
+    result = {}
+    for method, overrides in METHODS.items():
+        config = ImageDDPOConfig(**{**DEMO_CONFIG, **overrides, "num_epochs": epochs, "save_freq": 10**6},
+                                 output_dir=tempfile.mkdtemp(), accelerator_kwargs={"cpu": True})
+        trainer = ImageDDPOTrainer(config, pocket_reward(), demo_prompt_function(*demo_inputs("train", seed=0)),
+                                   I2IDDPOStableDiffusionPipeline(pocket_pipeline()))
+        seconds = []
+        for epoch in range(epochs):
+            start = time.perf_counter(); trainer.step(epoch); seconds.append(time.perf_counter() - start)
+        result[method] = statistics.median(seconds[1:])
+        print(f"{method:>8}: {result[method]:.3f} s/epoch", flush=True)
+    return result
+
+def grid(seeds, jobs:int, budgets:dict, eval_every:int) -> list:
+    "Every (task, method, seed) in its own single-threaded process, `jobs` at a time; the finished runs."
+    out_dir = RESULTS / "objectives_runs"; out_dir.mkdir(parents=True, exist_ok=True)
+    todo = [(t, m, s) for s in seeds for t in TASKS for m in METHODS if not (out_dir / f"{t}_{m}_s{s}.json").exists()]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    running = []
+    while todo or running:
+        while todo and len(running) < jobs:
+            t, m, s = todo.pop(0)
+            cmd = [sys.executable, __file__, "--task", t, "--method", m, "--seed", str(s), "--epochs", str(budgets[m]),
+                   "--eval-every", str(eval_every), "--out", str(out_dir / f"{t}_{m}_s{s}.json")]
+            running.append(subprocess.Popen(cmd, env=env))
+        time.sleep(2)
+        for p in [p for p in running if p.poll() is not None]:
+            if p.returncode: raise SystemExit(f"{p.args} failed with {p.returncode}")
+            running.remove(p)
+    return [json.loads(p.read_text()) for p in sorted(out_dir.glob("*.json"))]
+
+def curves(result:dict, task:str, method:str, key:str="accuracy") -> tuple[list, list]:
+    "(samples at each evaluation, [one list of `key` per seed]) of a task and method."
+    runs = sorted((r for r in result["runs"] if r["task"] == task and r["method"] == method), key=lambda r: r["seed"])
+    return [p["samples"] for p in runs[0]["curve"]], [[p[key] for p in r["curve"]] for r in runs]
+
+def to_target(samples:list, values:list, target:float):
+    "The first number of samples at which `values` reaches `target` (None: never)."
+    return next((s for s, v in zip(samples, values) if v >= target - 1e-9), None)
+
+def summary(result:dict, timing:dict) -> dict:
+    "Per task and method: medians over seeds of start, final and best accuracy (both judges), samples and wall to the target."
+    med = lambda xs: statistics.median(xs) if xs and None not in xs else None
+    _, ppo = curves(result, "demo", "ppo")
+    target = statistics.median(seeds[-1] for seeds in ppo)  # what today's default reaches at the demo's budget
+    rows = []
+    for task in TASKS:
+        for method in METHODS:
+            samples, accuracy = curves(result, task, method)
+            _, judge2 = curves(result, task, method, "second_judge_accuracy")
+            reached = [to_target(samples, seed, target) for seed in accuracy]
+            per_epoch = timing["seconds_per_epoch"][method]
+            samples_per_epoch = samples[1] // result["eval_every"] if len(samples) > 1 else None
+            rows.append(dict(task=task, method=method, seeds=len(accuracy), budget_samples=samples[-1],
+                             start=med([a[0] for a in accuracy]), final=med([a[-1] for a in accuracy]),
+                             final_second_judge=med([j[-1] for j in judge2]), start_second_judge=med([j[0] for j in judge2]),
+                             samples_to_target=med(reached) if task == "demo" else None,
+                             seeds_reaching_target=sum(r is not None for r in reached) if task == "demo" else None,
+                             seconds_per_epoch=per_epoch,
+                             wall_to_target_s=(med(reached) / samples_per_epoch * per_epoch
+                                               if task == "demo" and med(reached) is not None else None)))
+    return dict(target=target, rows=rows)
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=TASKS); parser.add_argument("--method", choices=list(METHODS))
+    parser.add_argument("--seed", type=int, default=0); parser.add_argument("--epochs", type=int, default=180)
+    parser.add_argument("--eval-every", type=int, default=10); parser.add_argument("--out")
+    parser.add_argument("--all", action="store_true"); parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--budget", type=int, default=90, help="epochs of every method but the PPO default (180)")
+    parser.add_argument("--timing", action="store_true")
+    parser.add_argument("--merge", metavar="OUT", help="write the finished runs so far to OUT (no training)")
+    args = parser.parse_args()
+    if args.merge:
+        runs = [json.loads(p.read_text()) for p in sorted((RESULTS / "objectives_runs").glob("*.json"))]
+        budgets = {m: 180 if m == "ppo" else args.budget for m in METHODS}
+        Path(args.merge).write_text(json.dumps(dict(budgets=budgets, eval_every=args.eval_every, runs=runs)))
+    elif args.timing:
+        torch.set_num_threads(1)
+        (RESULTS / "objectives_timing.json").write_text(json.dumps(dict(threads=1, seconds_per_epoch=timing()), indent=1))
+    elif args.all:
+        budgets = {m: 180 if m == "ppo" else args.budget for m in METHODS}
+        runs = grid(args.seeds, args.jobs, budgets, args.eval_every)
+        (RESULTS / "objectives.json").write_text(json.dumps(dict(budgets=budgets, eval_every=args.eval_every, runs=runs)))
+        print("wrote", RESULTS / "objectives.json")
+    else:
+        r = run(args.task, args.method, args.seed, args.epochs, args.eval_every)
+        text = json.dumps(r)
+        if args.out: Path(args.out).write_text(text)
+        print(json.dumps({k: r[k] for k in ("task", "method", "seed")} | {"final": r["curve"][-1], "start": r["curve"][0]}))
+
+if __name__ == "__main__": main()
