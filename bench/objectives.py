@@ -165,6 +165,38 @@ def summary(result:dict, timing:dict) -> dict:
                                                if task == "demo" and med(reached) is not None else None)))
     return dict(target=target, rows=rows)
 
+def goals(result:dict, timing:dict) -> dict:
+    "Issue 17's goals, from the figures: the best objective against the PPO default on the demo task, and the blind task's gain."
+    rows = {(r["task"], r["method"]): r for r in summary(result, timing)["rows"]}
+    ppo = rows["demo", "ppo"]
+    budget, ppo_wall = ppo["budget_samples"], ppo["budget_samples"] / 64 * ppo["seconds_per_epoch"]
+    out = {}
+    for method in METHODS:
+        r = rows["demo", method]
+        if method == "ppo" or r["samples_to_target"] is None: continue
+        out[method] = dict(fewer_samples=budget / r["samples_to_target"], less_wall=ppo_wall / r["wall_to_target_s"],
+                           blind_gain_points=100 * (rows["blind", method]["final"] - rows["blind", method]["start"]),
+                           blind_gain_points_second_judge=100 * (rows["blind", method]["final_second_judge"]
+                                                                 - rows["blind", method]["start_second_judge"]))
+        out[method]["met"] = (out[method]["fewer_samples"] >= 4 and out[method]["less_wall"] >= 3
+                              and out[method]["blind_gain_points"] >= 25)
+    return out
+
+def table(result:dict, timing:dict) -> str:
+    "The summary as a Markdown table."
+    s = summary(result, timing)
+    pct = lambda v: "–" if v is None else f"{100 * v:.1f}%"
+    lines = [f"target (PPO default's median final held-out accuracy, demo task, 180 x 64 samples): {pct(s['target'])}", "",
+             "| task | method | seeds | budget (samples) | start | final | final, second judge | samples to target | s / epoch | wall to target |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in s["rows"]:
+        reached = "" if r["seeds_reaching_target"] in (None, r["seeds"]) else f" ({r['seeds_reaching_target']}/{r['seeds']} seeds)"
+        to_target = "–" if r["samples_to_target"] is None else f"{r['samples_to_target']}{reached}"
+        wall = "–" if r["wall_to_target_s"] is None else f"{r['wall_to_target_s']:.0f} s"
+        lines.append(f"| {r['task']} | {r['method']} | {r['seeds']} | {r['budget_samples']} | {pct(r['start'])} | {pct(r['final'])} | "
+                     f"{pct(r['final_second_judge'])} | {to_target} | {r['seconds_per_epoch']:.2f} | {wall} |")
+    return "\n".join(lines)
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=TASKS); parser.add_argument("--method", choices=list(METHODS))
