@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-METHODS = {  # name -> ImageDDPOConfig overrides on top of the demo's configuration
-    "ppo": {},
-    "ppo_g8": dict(sample_group_size=8),
+METHODS = {  # name -> ImageDDPOConfig overrides on top of the demo's configuration (its objective and groups replaced)
+    "ppo": dict(train_objective="ppo", sample_group_size=1),
+    "ppo_g8": dict(train_objective="ppo", sample_group_size=8),
     "nft_g8": dict(train_objective="nft", sample_group_size=8),
     "awm_g8": dict(train_objective="awm", sample_group_size=8),
 }
@@ -190,8 +190,9 @@ def table(result:dict, timing:dict) -> str:
              "| task | method | seeds | budget (samples) | start | final | final, second judge | samples to target | s / epoch | wall to target |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in s["rows"]:
-        reached = "" if r["seeds_reaching_target"] in (None, r["seeds"]) else f" ({r['seeds_reaching_target']}/{r['seeds']} seeds)"
-        to_target = "–" if r["samples_to_target"] is None else f"{r['samples_to_target']}{reached}"
+        if r["seeds_reaching_target"] is None: to_target = "–"
+        elif r["samples_to_target"] is None: to_target = f"{r['seeds_reaching_target']}/{r['seeds']} seeds reach it"
+        else: to_target = str(r["samples_to_target"])
         wall = "–" if r["wall_to_target_s"] is None else f"{r['wall_to_target_s']:.0f} s"
         lines.append(f"| {r['task']} | {r['method']} | {r['seeds']} | {r['budget_samples']} | {pct(r['start'])} | {pct(r['final'])} | "
                      f"{pct(r['final_second_judge'])} | {to_target} | {r['seconds_per_epoch']:.2f} | {wall} |")

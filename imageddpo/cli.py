@@ -47,7 +47,7 @@ def _quiet_library_logs():
     transformers.logging.set_verbosity_error(); diffusers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar(); diffusers.utils.logging.disable_progress_bar()
 
-def demo_command(epochs:int=None,                  # training epochs of 64 samples each (default: the demo's 180)
+def demo_command(epochs:int=None,                  # training epochs of 64 samples each (default: the demo's 40)
                  output_dir:str="imageddpo-demo",  # where the pictures, weights, checkpoints and metrics go
                  resume_from:str=None,             # "latest" (or a checkpoint folder): continue an interrupted demo
                  overwrite_output_dir:bool=False,  # start over in an output_dir that holds a previous demo

@@ -27,10 +27,11 @@ from .run_config import ProgressBar
 from .trainer import ImageDDPOTrainer
 
 # %% ../nbs/06c_demo.ipynb #9695e68f
-DEMO_CONFIG = dict(  # chosen on a validation split of the *training* digits (see below), never on the held-out ones
+DEMO_CONFIG = dict(  # sampling and optimiser: a validation split of the training digits; objective and epochs: chapter 08b
     mixed_precision="no", sample_num_steps=10, noise_strength=0.6, sample_eta=1.0, sample_guidance_scale=1.0,
     sample_batch_size=32, sample_num_batches_per_epoch=2, train_batch_size=16, train_gradient_accumulation_steps=4,
-    train_learning_rate=2e-3, train_clip_range=1e-4, save_freq=20, num_checkpoint_limit=1, num_epochs=180)
+    train_learning_rate=2e-3, train_clip_range=1e-4, train_objective="nft", sample_group_size=8,
+    save_freq=10, num_checkpoint_limit=1, num_epochs=40)
 
 def demo_inputs(split:str, seed:int):
     "Corrupted digits of `split`, their clean originals and labels."

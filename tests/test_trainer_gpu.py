@@ -4,10 +4,11 @@ import pytest, torch
 from imageddpo import I2IDDPOStableDiffusionPipeline, ImageDDPOConfig, ImageDDPOTrainer, tiny_pipeline
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("use_lora", [True, False])
-def test_fp16_training_runs_and_stays_finite(tmp_path, use_lora):
+@pytest.mark.parametrize("use_lora,objective", [(True, "ppo"), (False, "ppo"), (True, "nft"), (True, "awm")])
+def test_fp16_training_runs_and_stays_finite(tmp_path, use_lora, objective):
     config = ImageDDPOConfig(mixed_precision="fp16", use_lora=use_lora, sample_num_steps=10, noise_strength=0.5,
                              sample_guidance_scale=5.0, sample_batch_size=4, train_batch_size=2, num_epochs=2,
+                             train_objective=objective, sample_group_size=2 if objective != "ppo" else 1,
                              train_learning_rate=1e-4 if not use_lora else 3e-3, output_dir=str(tmp_path))
     prompt_function = lambda: ("a photo", torch.rand(3, 64, 64), {})
     reward = lambda images, prompts, metadata: images.float().mean(dim=(1, 2, 3))
