@@ -24,6 +24,9 @@ METHODS = {  # name -> ImageDDPOConfig overrides on top of the demo's configurat
     "nft_g8": dict(train_objective="nft", sample_group_size=8),
     "awm_g8": dict(train_objective="awm", sample_group_size=8),
 }
+EXTRA = {  # measured on the demo task only (python bench/objectives.py --extra): what else the objectives allow
+    "nft_g8_eta0": dict(train_objective="nft", sample_group_size=8, sample_eta=0.0),  # deterministic DDIM sampling
+}
 TASKS = ("demo", "blind")
 RESULTS = Path(__file__).parent / "results"
 
@@ -70,7 +73,7 @@ def run(task:str, method:str, seed:int, epochs:int, eval_every:int) -> dict:
     from imageddpo.trainer import ImageDDPOTrainer
     train, heldout = demo_inputs("train", seed=0), demo_inputs("heldout", seed=1)
     judge, classifier = SecondJudge(), pocket_classifier()
-    config = ImageDDPOConfig(**{**DEMO_CONFIG, **METHODS[method], "num_epochs": epochs, "save_freq": 10**6}, seed=seed,
+    config = ImageDDPOConfig(**{**DEMO_CONFIG, **(METHODS | EXTRA)[method], "num_epochs": epochs, "save_freq": 10**6}, seed=seed,
                              output_dir=tempfile.mkdtemp(), accelerator_kwargs={"cpu": True})
     corrupted, _, labels = train
     def prompt_function():
@@ -90,7 +93,7 @@ def run(task:str, method:str, seed:int, epochs:int, eval_every:int) -> dict:
     with policy.adapters_disabled():
         curve.append(dict(epoch=0, samples=0, train_s=0.0, **evaluate(policy, config, task, heldout, judge, classifier)))
     trainer.train()
-    return dict(task=task, method=method, seed=seed, epochs=epochs, overrides=METHODS[method], curve=curve,
+    return dict(task=task, method=method, seed=seed, epochs=epochs, overrides=(METHODS | EXTRA)[method], curve=curve,
                 training_reward=[h["reward_mean"] for h in trainer.history],
                 uniform_group_fraction=[h.get("uniform_group_fraction") for h in trainer.history])
 
@@ -200,7 +203,7 @@ def table(result:dict, timing:dict) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=TASKS); parser.add_argument("--method", choices=list(METHODS))
+    parser.add_argument("--task", choices=TASKS); parser.add_argument("--method", choices=list(METHODS | EXTRA))
     parser.add_argument("--seed", type=int, default=0); parser.add_argument("--epochs", type=int, default=180)
     parser.add_argument("--eval-every", type=int, default=10); parser.add_argument("--out")
     parser.add_argument("--all", action="store_true"); parser.add_argument("--jobs", type=int, default=2)
@@ -208,8 +211,19 @@ def main():
     parser.add_argument("--budget", type=int, default=90, help="epochs of every method but the PPO default (180)")
     parser.add_argument("--timing", action="store_true")
     parser.add_argument("--merge", metavar="OUT", help="write the finished runs so far to OUT (no training)")
+    parser.add_argument("--extra", action="store_true", help="the EXTRA methods on the demo task, 40 epochs, 3 seeds")
     args = parser.parse_args()
-    if args.merge:
+    if args.extra:
+        out_dir = RESULTS / "objectives_runs"; out_dir.mkdir(parents=True, exist_ok=True)
+        env, runs = {**os.environ, "OMP_NUM_THREADS": "1"}, []
+        for method in EXTRA:
+            procs = [subprocess.Popen([sys.executable, __file__, "--task", "demo", "--method", method, "--seed", str(s), "--epochs", "40",
+                                       "--eval-every", str(args.eval_every), "--out", str(out_dir / f"demo_{method}_s{s}.json")], env=env)
+                     for s in args.seeds]
+            if any(p.wait() for p in procs): raise SystemExit(f"{method} failed")
+            runs += [json.loads((out_dir / f"demo_{method}_s{s}.json").read_text()) for s in args.seeds]
+        (RESULTS / "objectives_extra.json").write_text(json.dumps(dict(eval_every=args.eval_every, runs=runs)))
+    elif args.merge:
         runs = [json.loads(p.read_text()) for p in sorted((RESULTS / "objectives_runs").glob("*.json"))]
         budgets = {m: 180 if m == "ppo" else args.budget for m in METHODS}
         Path(args.merge).write_text(json.dumps(dict(budgets=budgets, eval_every=args.eval_every, runs=runs)))

@@ -7,9 +7,9 @@ from imageddpo.demo import evaluate
 class Stop(Exception): "Raised by the recording rollout once it has seen its arguments."
 
 def record_rollout(policy, calls):
-    "Replace `policy.rollout` by one that records its keyword arguments (minus per-call inputs) and stops the caller."
+    "Replace `policy.rollout` by one that records its keyword arguments (minus per-call inputs: generator, start latents) and stops the caller."
     def rollout(images, prompts, **kwargs):
-        calls.append({k: v for k, v in kwargs.items() if k not in ("generator", "return_pred_original_samples")})
+        calls.append({k: v for k, v in kwargs.items() if k not in ("generator", "return_pred_original_samples", "start_latents")})
         raise Stop
     policy.rollout = rollout
 
