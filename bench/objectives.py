@@ -62,19 +62,24 @@ def evaluate(policy, config, task:str, heldout, judge:SecondJudge, classifier) -
     return dict(accuracy=(log_p.argmax(1) == labels).float().mean().item(), second_judge_accuracy=judge.accuracy(images, labels),
                 reward_mean=log_p.gather(1, labels[:, None]).mean().item())
 
+def method_config(method:str, epochs:int, seed:int=0):
+    "The demo's configuration with `method`'s overrides, `epochs` long, no checkpoints, in a temporary folder, on the CPU."
+    from imageddpo.config import ImageDDPOConfig
+    from imageddpo.demo import DEMO_CONFIG
+    return ImageDDPOConfig(**{**DEMO_CONFIG, **(METHODS | EXTRA)[method], "num_epochs": epochs, "save_freq": 10**6}, seed=seed,
+                           output_dir=tempfile.mkdtemp(), accelerator_kwargs={"cpu": True})
+
 def run(task:str, method:str, seed:int, epochs:int, eval_every:int) -> dict:
     "Train one (task, method, seed) and evaluate on the held-out digits every `eval_every` epochs."
     from imageddpo.callbacks import TrainerCallback
-    from imageddpo.config import ImageDDPOConfig
-    from imageddpo.demo import DEMO_CONFIG, demo_inputs
+    from imageddpo.demo import demo_inputs
     from imageddpo.digits import pocket_classifier, pocket_reward
     from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline
     from imageddpo.pocket import pocket_pipeline
     from imageddpo.trainer import ImageDDPOTrainer
     train, heldout = demo_inputs("train", seed=0), demo_inputs("heldout", seed=1)
     judge, classifier = SecondJudge(), pocket_classifier()
-    config = ImageDDPOConfig(**{**DEMO_CONFIG, **(METHODS | EXTRA)[method], "num_epochs": epochs, "save_freq": 10**6}, seed=seed,
-                             output_dir=tempfile.mkdtemp(), accelerator_kwargs={"cpu": True})
+    config = method_config(method, epochs, seed)
     corrupted, _, labels = train
     def prompt_function():
         i = int(torch.randint(len(corrupted), ()))
@@ -99,17 +104,14 @@ def run(task:str, method:str, seed:int, epochs:int, eval_every:int) -> dict:
 
 def timing(epochs:int=6) -> dict:
     "Median seconds of an epoch (sampling + reward + training) per method, after one warm-up epoch, one process, one thread."
-    from imageddpo.config import ImageDDPOConfig
-    from imageddpo.demo import DEMO_CONFIG, demo_inputs, demo_prompt_function
+    from imageddpo.demo import demo_inputs, demo_prompt_function
     from imageddpo.digits import pocket_reward
     from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline
     from imageddpo.pocket import pocket_pipeline
     from imageddpo.trainer import ImageDDPOTrainer
     result = {}
-    for method, overrides in METHODS.items():
-        config = ImageDDPOConfig(**{**DEMO_CONFIG, **overrides, "num_epochs": epochs, "save_freq": 10**6},
-                                 output_dir=tempfile.mkdtemp(), accelerator_kwargs={"cpu": True})
-        trainer = ImageDDPOTrainer(config, pocket_reward(), demo_prompt_function(*demo_inputs("train", seed=0)),
+    for method in METHODS:
+        trainer = ImageDDPOTrainer(method_config(method, epochs), pocket_reward(), demo_prompt_function(*demo_inputs("train", seed=0)),
                                    I2IDDPOStableDiffusionPipeline(pocket_pipeline()))
         seconds = []
         for epoch in range(epochs):
@@ -118,53 +120,66 @@ def timing(epochs:int=6) -> dict:
         print(f"{method:>8}: {result[method]:.3f} s/epoch", flush=True)
     return result
 
+RUNS = RESULTS / "objectives_runs"  # one JSON file per (task, method, seed); the grid's and --extra's
+
+def run_process(task:str, method:str, seed:int, epochs:int, eval_every:int) -> subprocess.Popen:
+    "One `run` in its own single-threaded process, writing RUNS/<task>_<method>_s<seed>.json."
+    cmd = [sys.executable, __file__, "--task", task, "--method", method, "--seed", str(seed), "--epochs", str(epochs),
+           "--eval-every", str(eval_every), "--out", str(RUNS / f"{task}_{method}_s{seed}.json")]
+    return subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+def finished_runs(methods) -> list:
+    "The finished runs of `methods` in RUNS."
+    return [r for r in (json.loads(p.read_text()) for p in sorted(RUNS.glob("*.json"))) if r["method"] in methods]
+
 def grid(seeds, jobs:int, budgets:dict, eval_every:int) -> list:
     "Every (task, method, seed) in its own single-threaded process, `jobs` at a time; the finished runs."
-    out_dir = RESULTS / "objectives_runs"; out_dir.mkdir(parents=True, exist_ok=True)
-    todo = [(t, m, s) for s in seeds for t in TASKS for m in METHODS if not (out_dir / f"{t}_{m}_s{s}.json").exists()]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    RUNS.mkdir(parents=True, exist_ok=True)
+    todo = [(t, m, s) for s in seeds for t in TASKS for m in METHODS if not (RUNS / f"{t}_{m}_s{s}.json").exists()]
     running = []
     while todo or running:
         while todo and len(running) < jobs:
             t, m, s = todo.pop(0)
-            cmd = [sys.executable, __file__, "--task", t, "--method", m, "--seed", str(s), "--epochs", str(budgets[m]),
-                   "--eval-every", str(eval_every), "--out", str(out_dir / f"{t}_{m}_s{s}.json")]
-            running.append(subprocess.Popen(cmd, env=env))
+            running.append(run_process(t, m, s, budgets[m], eval_every))
         time.sleep(2)
         for p in [p for p in running if p.poll() is not None]:
             if p.returncode: raise SystemExit(f"{p.args} failed with {p.returncode}")
             running.remove(p)
-    return [json.loads(p.read_text()) for p in sorted(out_dir.glob("*.json"))]
+    return finished_runs(METHODS)
 
 def curves(result:dict, task:str, method:str, key:str="accuracy") -> tuple[list, list]:
     "(samples at each evaluation, [one list of `key` per seed]) of a task and method."
     runs = sorted((r for r in result["runs"] if r["task"] == task and r["method"] == method), key=lambda r: r["seed"])
     return [p["samples"] for p in runs[0]["curve"]], [[p[key] for p in r["curve"]] for r in runs]
 
+def samples_per_epoch(result:dict) -> int:
+    "Samples drawn per epoch in these runs (every method samples as the demo does)."
+    last = result["runs"][0]["curve"][-1]
+    return last["samples"] // last["epoch"]
+
 def to_target(samples:list, values:list, target:float):
     "The first number of samples at which `values` reaches `target` (None: never)."
     return next((s for s, v in zip(samples, values) if v >= target - 1e-9), None)
 
 def summary(result:dict, timing:dict) -> dict:
-    "Per task and method: medians over seeds of start, final and best accuracy (both judges), samples and wall to the target."
+    "Per task and method: medians over seeds of start and final accuracy (both judges), samples and wall time to the target."
     med = lambda xs: statistics.median(xs) if xs and None not in xs else None
     _, ppo = curves(result, "demo", "ppo")
     target = statistics.median(seeds[-1] for seeds in ppo)  # what today's default reaches at the demo's budget
-    rows = []
+    rows, per_epoch_samples = [], samples_per_epoch(result)
     for task in TASKS:
         for method in METHODS:
             samples, accuracy = curves(result, task, method)
             _, judge2 = curves(result, task, method, "second_judge_accuracy")
             reached = [to_target(samples, seed, target) for seed in accuracy]
             per_epoch = timing["seconds_per_epoch"][method]
-            samples_per_epoch = samples[1] // result["eval_every"] if len(samples) > 1 else None
             rows.append(dict(task=task, method=method, seeds=len(accuracy), budget_samples=samples[-1],
                              start=med([a[0] for a in accuracy]), final=med([a[-1] for a in accuracy]),
                              final_second_judge=med([j[-1] for j in judge2]), start_second_judge=med([j[0] for j in judge2]),
                              samples_to_target=med(reached) if task == "demo" else None,
                              seeds_reaching_target=sum(r is not None for r in reached) if task == "demo" else None,
                              seconds_per_epoch=per_epoch,
-                             wall_to_target_s=(med(reached) / samples_per_epoch * per_epoch
+                             wall_to_target_s=(med(reached) / per_epoch_samples * per_epoch
                                                if task == "demo" and med(reached) is not None else None)))
     return dict(target=target, rows=rows)
 
@@ -172,7 +187,7 @@ def goals(result:dict, timing:dict) -> dict:
     "Issue 17's goals, from the figures: the best objective against the PPO default on the demo task, and the blind task's gain."
     rows = {(r["task"], r["method"]): r for r in summary(result, timing)["rows"]}
     ppo = rows["demo", "ppo"]
-    budget, ppo_wall = ppo["budget_samples"], ppo["budget_samples"] / 64 * ppo["seconds_per_epoch"]
+    budget, ppo_wall = ppo["budget_samples"], ppo["budget_samples"] / samples_per_epoch(result) * ppo["seconds_per_epoch"]
     out = {}
     for method in METHODS:
         r = rows["demo", method]
@@ -214,17 +229,13 @@ def main():
     parser.add_argument("--extra", action="store_true", help="the EXTRA methods on the demo task, 40 epochs, 3 seeds")
     args = parser.parse_args()
     if args.extra:
-        out_dir = RESULTS / "objectives_runs"; out_dir.mkdir(parents=True, exist_ok=True)
-        env, runs = {**os.environ, "OMP_NUM_THREADS": "1"}, []
+        RUNS.mkdir(parents=True, exist_ok=True)
         for method in EXTRA:
-            procs = [subprocess.Popen([sys.executable, __file__, "--task", "demo", "--method", method, "--seed", str(s), "--epochs", "40",
-                                       "--eval-every", str(args.eval_every), "--out", str(out_dir / f"demo_{method}_s{s}.json")], env=env)
-                     for s in args.seeds]
-            if any(p.wait() for p in procs): raise SystemExit(f"{method} failed")
-            runs += [json.loads((out_dir / f"demo_{method}_s{s}.json").read_text()) for s in args.seeds]
-        (RESULTS / "objectives_extra.json").write_text(json.dumps(dict(eval_every=args.eval_every, runs=runs)))
+            if any([p.wait() for p in [run_process("demo", method, s, 40, args.eval_every) for s in args.seeds]]):
+                raise SystemExit(f"{method} failed")
+        (RESULTS / "objectives_extra.json").write_text(json.dumps(dict(eval_every=args.eval_every, runs=finished_runs(EXTRA))))
     elif args.merge:
-        runs = [json.loads(p.read_text()) for p in sorted((RESULTS / "objectives_runs").glob("*.json"))]
+        runs = finished_runs(METHODS)
         budgets = {m: 180 if m == "ppo" else args.budget for m in METHODS}
         Path(args.merge).write_text(json.dumps(dict(budgets=budgets, eval_every=args.eval_every, runs=runs)))
     elif args.timing:

@@ -1,4 +1,4 @@
-"""`ImageDDPOTrainer`: sample image-to-image trajectories, score them, turn scores into advantages, and take PPO steps on the executed denoising steps — the whole epoch on one screen
+"""`ImageDDPOTrainer`: sample image-to-image trajectories, score them, turn scores into advantages, and train on the executed denoising steps (PPO, or the forward-process objectives NFT and AWM) — the whole epoch on one screen
 
 Docs: https://hectorastrom.github.io/imageddpo/trainer.html.md"""
 
@@ -383,8 +383,8 @@ def forward_points(self:ImageDDPOTrainer, samples:RolloutOutput, epoch:int, inne
         old = torch.empty(points.noise.shape, dtype=torch.float32, device=points.noise.device)
         for rows in torch.arange(n, device=samples.latents.device).split(c.train_batch_size):
             for j in range(T):
-                at = torch.full_like(rows, j)
-                with acc.autocast(): old[rows, j] = self._x0_at_points(samples, points, rows, at)[0]
+                with acc.autocast(): output, x_t, t, _, _ = self._prediction_at_points(samples, points, rows, torch.full_like(rows, j))
+                old[rows, j] = self._predicted_x0(output, x_t, t)
         points.old_x0 = old
     return points
 
@@ -400,19 +400,18 @@ def _prediction_at_points(self:ImageDDPOTrainer, samples:RolloutOutput, points:F
     return output, x_t, t, x0, noise
 
 @patch
-def _x0_at_points(self:ImageDDPOTrainer, samples:RolloutOutput, points:ForwardPoints, rows:torch.Tensor, at:torch.Tensor,
-                  unet=None) -> tuple:
-    "The predicted x_0 (float32) at forward points (rows, at), and `_prediction_at_points`' output."
+def _predicted_x0(self:ImageDDPOTrainer, output:torch.Tensor, x_t:torch.Tensor, t:torch.Tensor) -> torch.Tensor:
+    "The clean latent the UNet's `output` at (x_t, t) predicts, under the scheduler's prediction type (float32)."
     scheduler = self.sd_pipeline.scheduler
-    output, x_t, t, x0, noise = self._prediction_at_points(samples, points, rows, at, unet)
-    return predicted_x0(scheduler.alphas_cumprod, output, x_t, t, scheduler.config.prediction_type), (output, x_t, t, x0, noise)
+    return predicted_x0(scheduler.alphas_cumprod, output, x_t, t, scheduler.config.prediction_type)
 
 @patch
 def _forward_process_loss(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:torch.Tensor, rows:torch.Tensor,
                           at:torch.Tensor, points:ForwardPoints) -> tuple[torch.Tensor, dict]:
     "NFT's or AWM's loss (chapter 04c), plus `kl_coef` x the squared distance to the reference's output, at points (rows, at)."
     c, pipe, scheduler = self.config, self.sd_pipeline, self.sd_pipeline.scheduler
-    with self.accelerator.autocast(): x0_pred, (output, x_t, t, x0, noise) = self._x0_at_points(samples, points, rows, at, self.unet)
+    with self.accelerator.autocast(): output, x_t, t, x0, noise = self._prediction_at_points(samples, points, rows, at, self.unet)
+    x0_pred = self._predicted_x0(output, x_t, t)
     if c.train_objective == "nft":
         per_sample = nft_loss(x0_pred, points.old_x0[rows, at], x0, advantages[rows], c.nft_beta, c.train_adv_clip_max)
     else:
@@ -453,8 +452,8 @@ def train_on_samples(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:to
     T, accumulation = c.trained_step_count(K), c.train_gradient_accumulation_steps
     g = torch.Generator().manual_seed(_seed_for(c.seed, TRAINING_SEED, epoch, acc.process_index, inner))
     order = torch.randperm(n, generator=g) if rows is None else rows[torch.randperm(len(rows), generator=g)]
-    steps = torch.stack([torch.randperm(K, generator=g)[:T] for _ in range(n)])  # each sample its own subset
-    if points is not None: steps = torch.arange(T).expand(n, T)  # the forward points were drawn at random already
+    if points is None: steps = torch.stack([torch.randperm(K, generator=g)[:T] for _ in range(n)])  # each sample its own subset
+    else: steps = torch.arange(T).expand(n, T)  # every forward point of a sample (`forward_points` drew them at random)
     advantages = advantages.to(acc.device)  # once, not per micro-step
     minibatches, diagnostics = order.split(c.train_batch_size) if len(order) else (), defaultdict(list)  # no rows: no step
     finite = torch.ones((), dtype=torch.bool, device=acc.device)  # checked once per optimizer step: no per-step sync
