@@ -21,7 +21,7 @@ SAMPLE_BATCH, BATCHES, TRAIN_BATCH, N = 8, 2, 4, 10
 def trainer_for(model:str, strength:float, guidance:float, epochs:int):
     "A trainer of `model` on the shared digit inputs with a cheap reward, and its prompt and reward functions."
     import torch
-    from imageddpo import I2IDDPOStableDiffusionPipeline, ImageDDPOConfig, ImageDDPOTrainer
+    from imageddpo import ImageDDPOConfig, ImageDDPOTrainer, policy_for
     from rollout import MODELS
     build, size = MODELS[model]
     images = digit_inputs(size)
@@ -32,7 +32,7 @@ def trainer_for(model:str, strength:float, guidance:float, epochs:int):
     config = ImageDDPOConfig(mixed_precision="no", sample_num_steps=N, noise_strength=strength, sample_guidance_scale=guidance,
                              sample_batch_size=SAMPLE_BATCH, sample_num_batches_per_epoch=BATCHES, train_batch_size=TRAIN_BATCH,
                              num_epochs=epochs, save_freq=10**6, output_dir=tempfile.mkdtemp())
-    return ImageDDPOTrainer(config, reward_function, prompt_function, I2IDDPOStableDiffusionPipeline(build())), prompt_function, reward_function
+    return ImageDDPOTrainer(config, reward_function, prompt_function, policy_for(build())), prompt_function, reward_function
 
 def worker(model:str, strength:float, guidance:float, epochs:int, repeats:int, interleave:bool=False) -> dict:
     """Time `epochs` epochs and the floor of one configuration, in this process. With `interleave`, the floor is
@@ -47,14 +47,14 @@ def worker(model:str, strength:float, guidance:float, epochs:int, repeats:int, i
     out = pipe.rollout(batch, "a handwritten digit", noise_strength=strength, num_inference_steps=N, guidance_scale=guidance)
     x, t = out.latents[:, 0], out.timesteps[:, 0]
     rows_ = slice(0, TRAIN_BATCH)
-    neg = None if out.negative_prompt_embeds is None else out.negative_prompt_embeds[rows_]
+    cond = out.conditioning
     def forward_backward():
-        pipe.predict_noise(x[rows_], t[rows_], out.prompt_embeds[rows_], neg, guidance).float().mean().backward()
+        pipe.predict_noise(x[rows_], t[rows_], cond.rows(torch.arange(TRAIN_BATCH))).float().mean().backward()
     minibatches = SAMPLE_BATCH * BATCHES // TRAIN_BATCH
     def floor() -> dict:
         with torch.no_grad():
-            encode = median_time(lambda: pipe.vae.encode(2 * batch - 1).latent_dist.sample(), repeats)
-            unet = median_time(lambda: pipe.predict_noise(x, t[0], out.prompt_embeds, out.negative_prompt_embeds, guidance), repeats)
+            encode = median_time(lambda: pipe.encode_images(batch, None), repeats)
+            unet = median_time(lambda: pipe.predict_noise(x, t[0], cond), repeats)
             decode = median_time(lambda: pipe.decode(out.latents[:, -1]), repeats)
             reward = median_time(lambda: reward_function(out.images, None, None), repeats)
         fwd_bwd = median_time(forward_backward, repeats)

@@ -1,4 +1,5 @@
-"""Rollout cost: `I2IDDPOStableDiffusionPipeline.rollout` vs diffusers' `StableDiffusionImg2ImgPipeline`.
+"""Rollout cost: the policy's `rollout` vs diffusers' img2img pipeline of its family (`StableDiffusionImg2ImgPipeline`,
+`StableDiffusionXLImg2ImgPipeline`).
 
 Both run on the *same* components, inputs, settings and generator seed, interleaved run by run, so
 machine noise hits both alike; we report medians and their ratio. Usage:
@@ -8,10 +9,13 @@ machine noise hits both alike; we report medians and their ratio. Usage:
 import argparse, json, statistics
 
 import torch
-from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, UNet2DConditionModel, AutoencoderKL
+from diffusers import (StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, StableDiffusionXLImg2ImgPipeline,
+                       UNet2DConditionModel, AutoencoderKL)
 
-from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline, executed_steps
+from imageddpo.families import model_family, policy_for
+from imageddpo.pipeline import executed_steps
 from imageddpo.pocket import pocket_pipeline, tiny_pipeline
+from imageddpo.sdxl import tiny_sdxl_pipeline
 from common import machine, peak_memory, timed
 
 def mid_pipeline() -> StableDiffusionPipeline:
@@ -28,16 +32,19 @@ def mid_pipeline() -> StableDiffusionPipeline:
                             up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=32, scaling_factor=0.18215)
     return StableDiffusionPipeline(**{**pipe.components, "unet": unet.eval(), "vae": vae.eval()})
 
-# name -> (builder, image size): the shipped pocket model (32 px), the tiny test model, the 128 px SD-1.x-block model
-MODELS = {"pocket": (pocket_pipeline, 32), "tiny": (tiny_pipeline, 64), "mid": (mid_pipeline, 128)}
+# name -> (builder, image size): the shipped pocket model (32 px), the tiny test models, the 128 px SD-1.x-block model
+MODELS = {"pocket": (pocket_pipeline, 32), "tiny": (tiny_pipeline, 64), "mid": (mid_pipeline, 128),
+          "tiny-sdxl": (tiny_sdxl_pipeline, 64)}
+IMG2IMG = {"sd": StableDiffusionImg2ImgPipeline, "sdxl": StableDiffusionXLImg2ImgPipeline}  # family -> diffusers' reference
 
 @torch.no_grad()
 def bench(model:str, device:str, repeats:int, batch:int=4, steps:int=10, strengths=(0.2, 0.6, 1.0), guidances=(1.0, 7.5),
           build=None, size:int|None=None) -> list[dict]:
     "Median seconds per rollout, ours and diffusers', for every (guidance, strength); `build`/`size` default to `MODELS[model]`."
     if build is None: build, size = MODELS[model]
-    policy = I2IDDPOStableDiffusionPipeline(build().to(device), use_lora=False)
-    reference = StableDiffusionImg2ImgPipeline(**policy.sd_pipeline.components)
+    pipe = build().to(device)
+    policy = policy_for(pipe, use_lora=False)
+    reference = IMG2IMG[model_family(pipe)](**policy.sd_pipeline.components)
     reference.set_progress_bar_config(disable=True)
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     prompts = ["a handwritten digit 3"] * batch

@@ -52,19 +52,24 @@ CONFIGS = {
 SMOKE_CONFIGS = {"LoRA fp32": dict(use_lora=True, mixed_precision="no"),
                  "full fp32 grad-ckpt": dict(use_lora=False, mixed_precision="no", gradient_checkpointing=True)}
 
-def train_config(name:str, settings:dict, device:str, size:int, width_divisor:int, epochs:int, workload:dict) -> dict:
-    "One configuration's epochs: median seconds per phase, samples/s and peak memory."
-    from imageddpo import I2IDDPOStableDiffusionPipeline, ImageDDPOConfig, ImageDDPOTrainer
+def train_config(name:str, settings:dict, device:str, size:int, width_divisor:int, epochs:int, workload:dict,
+                 build=None) -> dict:
+    """One configuration's epochs: median seconds per phase, samples/s and peak memory. `build(device, size, width_divisor)`
+    makes the pipeline (default: SD 1.5's); its family's policy trains it; `settings` may override the workload."""
+    from imageddpo import ImageDDPOConfig, ImageDDPOTrainer, policy_for
     settings = dict(settings)
+    workload = dict(workload)
+    prompt = workload.pop("prompt", "a photograph of a cat")
     channels_last = settings.pop("channels_last", False)
     torch.manual_seed(0)
     images = torch.rand(64, 3, size, size, generator=torch.Generator().manual_seed(0))
     def prompt_function():
-        return "a photograph of a cat", images[int(torch.randint(len(images), ()))], {}
+        return prompt, images[int(torch.randint(len(images), ()))], {}
     def reward_function(out, prompts, metadata):
         return out.float().mean(dim=(1, 2, 3))
-    policy = I2IDDPOStableDiffusionPipeline(sd15_pipeline(device, size, width_divisor), use_lora=settings["use_lora"])
+    policy = policy_for((build or sd15_pipeline)(device, size, width_divisor), use_lora=settings["use_lora"])
     if channels_last: policy.unet.to(memory_format=torch.channels_last)
+    workload = {**workload, **{k: settings.pop(k) for k in list(settings) if k in workload}}
     config = ImageDDPOConfig(**workload, **settings, num_epochs=epochs, save_freq=10**6, output_dir=tempfile.mkdtemp())
     trainer = ImageDDPOTrainer(config, reward_function, prompt_function, policy)
     if device == "cuda": torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
@@ -77,7 +82,7 @@ def train_config(name:str, settings:dict, device:str, size:int, width_divisor:in
     n = workload["sample_batch_size"] * workload["sample_num_batches_per_epoch"]
     epoch_s = statistics.median(epoch_times[1:])
     row = {"config": name, **settings, "channels_last": channels_last, "samples_per_epoch": n,
-           "trained_steps": config.trained_steps(0), "sample_s": med("sample_s"), "train_s": med("train_s"), "epoch_s": epoch_s,
+           "trained_steps": config.trained_steps(0), "train_batch_size": config.train_batch_size, "sample_s": med("sample_s"), "train_s": med("train_s"), "epoch_s": epoch_s,
            "sampling_samples_per_s": n / med("sample_s"), "training_samples_per_s": n / med("train_s"),
            "epoch_samples_per_s": n / epoch_s,
            "trainable_params": sum(p.numel() for p in policy.trainable_parameters())}

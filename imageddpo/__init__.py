@@ -11,6 +11,8 @@ _PUBLIC = {"pocket": ["pocket_pipeline", "tiny_pipeline"],
            "digits": ["corrupt", "pocket_classifier", "pocket_prompt_function", "pocket_reward"],
            "scheduler": ["DDPOStepOutput", "ddim_step_with_logprob"],
            "pipeline": ["I2IDDPOStableDiffusionPipeline", "RolloutOutput"],
+           "sdxl": ["I2IDDPOStableDiffusionXLPipeline", "tiny_sdxl_pipeline"],
+           "families": ["policy_for"],
            "builtin_rewards": ["classifier_confidence", "fidelity_reward", "jpeg_compressibility", "jpeg_incompressibility", "weighted_sum"],
            "config": ["ImageDDPOConfig"],
            "trainer": ["EpochResult", "ImageDDPOTrainer", "TrainerCallback"],
@@ -36,13 +38,16 @@ if typing.TYPE_CHECKING:  # what editors and type checkers see
     from imageddpo.digits import corrupt, pocket_classifier, pocket_prompt_function, pocket_reward
     from imageddpo.scheduler import DDPOStepOutput, ddim_step_with_logprob
     from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline, RolloutOutput
+    from imageddpo.sdxl import I2IDDPOStableDiffusionXLPipeline, tiny_sdxl_pipeline
+    from imageddpo.families import policy_for
     from imageddpo.builtin_rewards import classifier_confidence, fidelity_reward, jpeg_compressibility, jpeg_incompressibility, weighted_sum
     from imageddpo.config import ImageDDPOConfig
     from imageddpo.trainer import EpochResult, ImageDDPOTrainer, TrainerCallback
     from imageddpo.dashboard import TrainingDashboard
 
 _all_ = ["pocket_pipeline", "tiny_pipeline", "corrupt", "pocket_classifier", "pocket_prompt_function", "pocket_reward",
-         "DDPOStepOutput", "ddim_step_with_logprob", "I2IDDPOStableDiffusionPipeline", "RolloutOutput", "classifier_confidence",
+         "DDPOStepOutput", "ddim_step_with_logprob", "I2IDDPOStableDiffusionPipeline", "RolloutOutput",
+         "I2IDDPOStableDiffusionXLPipeline", "tiny_sdxl_pipeline", "policy_for", "classifier_confidence",
          "fidelity_reward", "jpeg_compressibility", "jpeg_incompressibility", "weighted_sum", "ImageDDPOConfig", "EpochResult",
          "ImageDDPOTrainer", "TrainerCallback", "TrainingDashboard"]  # nbdev writes `__all__` from this literal list
 ```"""
@@ -52,8 +57,9 @@ _all_ = ["pocket_pipeline", "tiny_pipeline", "corrupt", "pocket_classifier", "po
 # %% auto #0
 __all__ = ['pocket_pipeline', 'tiny_pipeline', 'corrupt', 'pocket_classifier', 'pocket_prompt_function', 'pocket_reward',
            'DDPOStepOutput', 'ddim_step_with_logprob', 'I2IDDPOStableDiffusionPipeline', 'RolloutOutput',
-           'classifier_confidence', 'fidelity_reward', 'jpeg_compressibility', 'jpeg_incompressibility', 'weighted_sum',
-           'ImageDDPOConfig', 'EpochResult', 'ImageDDPOTrainer', 'TrainerCallback', 'TrainingDashboard']
+           'I2IDDPOStableDiffusionXLPipeline', 'tiny_sdxl_pipeline', 'policy_for', 'classifier_confidence',
+           'fidelity_reward', 'jpeg_compressibility', 'jpeg_incompressibility', 'weighted_sum', 'ImageDDPOConfig',
+           'EpochResult', 'ImageDDPOTrainer', 'TrainerCallback', 'TrainingDashboard']
 
 # %% ../nbs/index.ipynb #863dfcb8
 __version__ = "0.2.0"
@@ -66,6 +72,8 @@ _PUBLIC = {"pocket": ["pocket_pipeline", "tiny_pipeline"],
            "digits": ["corrupt", "pocket_classifier", "pocket_prompt_function", "pocket_reward"],
            "scheduler": ["DDPOStepOutput", "ddim_step_with_logprob"],
            "pipeline": ["I2IDDPOStableDiffusionPipeline", "RolloutOutput"],
+           "sdxl": ["I2IDDPOStableDiffusionXLPipeline", "tiny_sdxl_pipeline"],
+           "families": ["policy_for"],
            "builtin_rewards": ["classifier_confidence", "fidelity_reward", "jpeg_compressibility", "jpeg_incompressibility", "weighted_sum"],
            "config": ["ImageDDPOConfig"],
            "trainer": ["EpochResult", "ImageDDPOTrainer", "TrainerCallback"],
@@ -91,12 +99,15 @@ if typing.TYPE_CHECKING:  # what editors and type checkers see
     from imageddpo.digits import corrupt, pocket_classifier, pocket_prompt_function, pocket_reward
     from imageddpo.scheduler import DDPOStepOutput, ddim_step_with_logprob
     from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline, RolloutOutput
+    from imageddpo.sdxl import I2IDDPOStableDiffusionXLPipeline, tiny_sdxl_pipeline
+    from imageddpo.families import policy_for
     from imageddpo.builtin_rewards import classifier_confidence, fidelity_reward, jpeg_compressibility, jpeg_incompressibility, weighted_sum
     from imageddpo.config import ImageDDPOConfig
     from imageddpo.trainer import EpochResult, ImageDDPOTrainer, TrainerCallback
     from imageddpo.dashboard import TrainingDashboard
 
 _all_ = ["pocket_pipeline", "tiny_pipeline", "corrupt", "pocket_classifier", "pocket_prompt_function", "pocket_reward",
-         "DDPOStepOutput", "ddim_step_with_logprob", "I2IDDPOStableDiffusionPipeline", "RolloutOutput", "classifier_confidence",
+         "DDPOStepOutput", "ddim_step_with_logprob", "I2IDDPOStableDiffusionPipeline", "RolloutOutput",
+         "I2IDDPOStableDiffusionXLPipeline", "tiny_sdxl_pipeline", "policy_for", "classifier_confidence",
          "fidelity_reward", "jpeg_compressibility", "jpeg_incompressibility", "weighted_sum", "ImageDDPOConfig", "EpochResult",
          "ImageDDPOTrainer", "TrainerCallback", "TrainingDashboard"]  # nbdev writes `__all__` from this literal list

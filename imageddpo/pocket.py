@@ -77,12 +77,14 @@ def tiny_unet(cross_attention_dim:int=32) -> UNet2DConditionModel:
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
         cross_attention_dim=cross_attention_dim, attention_head_dim=8, norm_num_groups=16)
 
-def tiny_vae() -> AutoencoderKL:
+def tiny_vae(scaling_factor:float=0.18215, # SD 1.x's; SDXL's VAE uses 0.13025
+             force_upcast:bool=True,       # diffusers' default: SDXL pipelines decode such a VAE in float32
+            ) -> AutoencoderKL:
     "An SD-shaped `AutoencoderKL` (4 latent channels, downsampling by 8) with small widths."
     return AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 16, 32, 32), layers_per_block=1,
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        norm_num_groups=8, sample_size=64, scaling_factor=0.18215)
+        norm_num_groups=8, sample_size=64, scaling_factor=scaling_factor, force_upcast=force_upcast)
 
 def tiny_text_encoder(tokenizer:CLIPTokenizer, hidden_size:int=32) -> CLIPTextModel:
     "A 2-layer `CLIPTextModel` sized for `tokenizer`'s vocabulary."

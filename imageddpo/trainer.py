@@ -21,7 +21,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration, gather_object, set_seed
 from fastcore.basics import patch
-from diffusers import StableDiffusionPipeline
+from diffusers import DiffusionPipeline
 from diffusers.training_utils import cast_training_params
 
 from .advantages import PerKeyStatTracker, global_advantages, group_advantages, sample_key
@@ -30,6 +30,7 @@ from .checkpoint import check_output_dir, clear_checkpoints, load_trainer_checkp
 from .config import ImageDDPOConfig, from_trl
 from .faults import RewardTimeout, StopRequests, TrainingStopped, in_daemon_thread
 from .objectives import LIKELIHOOD_FREE, ForwardPoints, awm_loss, denoising_target, draw_forward_points, nft_loss, predicted_x0
+from .families import policy_for
 from .pipeline import I2IDDPOStableDiffusionPipeline, RolloutOutput, to_image_batch
 from .ppo import gaussian_kl_same_std, ppo_clip_loss
 from .rewards import compute_rewards
@@ -68,7 +69,7 @@ class ImageDDPOTrainer:
                  config:ImageDDPOConfig,   # or trl's DDPOConfig (copied with `ImageDDPOConfig.from_trl`)
                  reward_function,          # (images, prompts, metadata[, input_images]) -> rewards or (rewards, info)
                  prompt_function,          # () -> (prompt, image, metadata)
-                 sd_pipeline:I2IDDPOStableDiffusionPipeline, # the policy (a StableDiffusionPipeline is wrapped)
+                 sd_pipeline:I2IDDPOStableDiffusionPipeline, # the policy, SD 1.x or SDXL (a diffusers pipeline is wrapped)
                  image_samples_hook=None,  # TRL's hook(prompt_image_data, global_step, tracker)
                  *,
                  noise_strength=None,      # overrides `config.noise_strength` (the original package's keyword)
@@ -78,8 +79,8 @@ class ImageDDPOTrainer:
         self.config = c = _as_config(config, noise_strength)
         for name, fn in (("reward_function", reward_function), ("prompt_function", prompt_function)):
             if not callable(fn): raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
-        if isinstance(sd_pipeline, StableDiffusionPipeline):
-            sd_pipeline = I2IDDPOStableDiffusionPipeline(sd_pipeline, use_lora=c.use_lora, lora_rank=c.lora_rank,
+        if isinstance(sd_pipeline, DiffusionPipeline):  # an SD 1.x or SDXL pipeline: wrapped in its family's policy
+            sd_pipeline = policy_for(sd_pipeline, use_lora=c.use_lora, lora_rank=c.lora_rank,
                 lora_alpha=c.lora_alpha, lora_init=c.lora_init, lora_target_modules=c.lora_target_modules, lora_seed=c.seed)
         if not isinstance(sd_pipeline, I2IDDPOStableDiffusionPipeline):
             raise TypeError(f"sd_pipeline must be an I2IDDPOStableDiffusionPipeline, got {type(sd_pipeline).__name__}")
@@ -138,7 +139,8 @@ def _place_modules(self:ImageDDPOTrainer):
     "Move the pipeline to the device: frozen weights in the mixed-precision dtype, trainable ones in float32."
     pipe, device = self.sd_pipeline, self.accelerator.device
     weight_dtype = _DTYPES.get(self.config.mixed_precision, torch.float32)
-    for module, dtype in ((pipe.vae, weight_dtype), (pipe.text_encoder, weight_dtype),
+    vae_dtype = torch.float32 if pipe.upcasts_vae else weight_dtype  # SDXL's VAE: float32 (it overflows in fp16)
+    for module, dtype in ((pipe.vae, vae_dtype), *((encoder, weight_dtype) for encoder in pipe.text_encoders),
                           (pipe.unet, weight_dtype if pipe.use_lora else torch.float32)):
         module.to(device)
         if module.dtype != dtype: module.to(dtype=dtype)  # (only when needed: diffusers warns on every cast)
@@ -396,7 +398,7 @@ def _prediction_at_points(self:ImageDDPOTrainer, samples:RolloutOutput, points:F
     t, x0 = points.timesteps[rows, at], samples.latents[rows, -1]
     noise = points.noise[rows, at].to(x0.dtype)
     x_t = pipe.scheduler.add_noise(x0, noise, t)
-    output = pipe.predict_noise(x_t, t, samples.prompt_embeds[rows], None, guidance_scale=1.0, unet=unet)
+    output = pipe.predict_noise(x_t, t, samples.conditioning.rows(rows).conditional(), unet=unet)
     return output, x_t, t, x0, noise
 
 @patch

@@ -132,10 +132,11 @@ def test_sigterm_to_one_process_stops_every_process_after_the_same_epoch(tmp_pat
     resumed = launch(tmp_path/"run", "latest", tmp_path/"resumed", env={"EPOCHS": str(done + 1), "SAVE_FREQ": "1000"})
     assert [r["first_epoch"] for r in resumed] == [done, done]
 
-@pytest.mark.parametrize("objective,group,eta", [("nft", 2, 0.0), ("awm", 2, 1.0), ("ppo", 2, 1.0)])
-def test_every_objective_with_groups_agrees_across_processes_and_resumes_exactly(tmp_path, objective, group, eta):
+@pytest.mark.parametrize("objective,group,eta,model", [("nft", 2, 0.0, "pocket"), ("awm", 2, 1.0, "pocket"), ("ppo", 2, 1.0, "pocket"),
+                                                     ("ppo", 2, 1.0, "tiny-sdxl"), ("nft", 2, 1.0, "tiny-sdxl")])
+def test_every_objective_with_groups_agrees_across_processes_and_resumes_exactly(tmp_path, objective, group, eta, model):
     "Groups of 2 sharing their start (eta > 0) with uniform groups skipped: each rank rolls out whole groups of its own inputs."
-    env = {"OBJECTIVE": objective, "GROUP": str(group), "ETA": str(eta)}
+    env = {"OBJECTIVE": objective, "GROUP": str(group), "ETA": str(eta), "MODEL": model}
     if eta == 0: env["GROUP_SAME_NOISE"] = "0"
     straight = launch(tmp_path/"run", "", tmp_path/"straight", env=env)
     assert straight[0]["weights"] == straight[1]["weights"], "gradients are all-reduced: identical weights on both ranks"

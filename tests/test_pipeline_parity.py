@@ -51,8 +51,7 @@ def test_each_recorded_log_prob_is_recomputed_from_its_pair(policy, images, guid
     policy.scheduler.set_timesteps(20)
     for k in range(K):
         with torch.no_grad():
-            noise_pred = policy.predict_noise(out.latents[:, k], out.timesteps[:, k], out.prompt_embeds,
-                                              out.negative_prompt_embeds, guidance_scale)
+            noise_pred = policy.predict_noise(out.latents[:, k], out.timesteps[:, k], out.conditioning)
         step = ddim_step_with_logprob(policy.scheduler, noise_pred, out.timesteps[:, k], out.latents[:, k], eta=1.0,
                                       prev_sample=out.latents[:, k + 1])
         assert (step.log_prob - out.log_probs[:, k]).abs().max().item() <= 1e-5

@@ -47,7 +47,7 @@ def test_loss_diagnostics_and_gradients_match_trl(checkpoint, guidance_scale):
     for k in range(out.timesteps.shape[1]):
         t, x, x_next, old = out.timesteps[:, k], out.latents[:, k], out.latents[:, k + 1], out.log_probs[:, k]
         ours.unet.zero_grad(); theirs.unet.zero_grad()
-        noise_pred = ours.predict_noise(x, t, out.prompt_embeds, out.negative_prompt_embeds, guidance_scale)
+        noise_pred = ours.predict_noise(x, t, out.conditioning)
         log_prob = ddim_step_with_logprob(ours.scheduler, noise_pred, t, x, eta=1.0, prev_sample=x_next).log_prob
         mine = ppo_clip_loss(log_prob, old, advantages, clip_range=0.05, adv_clip_max=2.0)
         loss, approx_kl, clipfrac = DDPOTrainer.calculate_loss(trainer, x, t, x_next, old, advantages, embeds)

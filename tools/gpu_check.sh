@@ -2,7 +2,9 @@
 # Everything in the project that needs a CUDA device, in one command that fits a short lease of a GPU machine:
 #   1. the `gpu`-flagged tests (fp16/bf16 rollouts and training, the sync-free denoising loop, CUDA scheduler steps);
 #   2. bench/sd15.py: SD 1.5 shapes at 512 px (samples/s, peak memory; rollout vs diffusers' img2img);
-#   3. bench/run_all.py's CUDA sections (rollout vs img2img, epoch vs floor, scaling, micro) without the
+#   3. bench/sdxl.py: SDXL shapes at 1024 px (LoRA fp16/bf16 at train batch 1 and 4, full bf16; rollout vs
+#      diffusers' SDXL img2img); its JSON is rewritten after every configuration, so a time limit keeps the rows so far;
+#   4. bench/run_all.py's CUDA sections (rollout vs img2img, epoch vs floor, scaling, micro) without the
 #      0.1.2 comparison (it needs a package index) and without SD 1.5 (step 2).
 # Each step gets its own time limit out of BUDGET seconds, so one slow step cannot take the others' results with it.
 #
@@ -25,12 +27,15 @@ python3 -c "import torch; assert torch.cuda.is_available()" || { echo "no CUDA d
 
 echo "== 1. gpu tests ($(left) s left)"
 timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider -o addopts= \
-    tests/test_pipeline_parity.py tests/test_scheduler_parity.py tests/test_trainer_gpu.py 2>&1 | tee "$out/gpu_tests.log"
+    tests/test_pipeline_parity.py tests/test_scheduler_parity.py tests/test_trainer_gpu.py tests/test_sdxl.py 2>&1 | tee "$out/gpu_tests.log"
 
 echo "== 2. SD 1.5 shapes ($(left) s left)"
-timeout $(( $(left) - 150 )) python3 bench/sd15.py --out "$out/sd15.json" 2>&1 | tee "$out/sd15.log"
+timeout $(( $(left) * 2 / 5 )) python3 bench/sd15.py --out "$out/sd15.json" 2>&1 | tee "$out/sd15.log"
 
-echo "== 3. run_all CUDA sections ($(left) s left)"
+echo "== 3. SDXL shapes ($(left) s left)"
+timeout $(( $(left) - 120 )) python3 bench/sdxl.py --out "$out/sdxl.json" 2>&1 | tee "$out/sdxl.log"
+
+echo "== 4. run_all CUDA sections ($(left) s left)"
 timeout $(( $(left) - 10 )) python3 bench/run_all.py --skip-original --skip-sd15 --out "$out/run_all.json" 2>&1 \
     | tee "$out/run_all.log"
 echo "== done in ${SECONDS} s"
