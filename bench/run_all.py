@@ -61,6 +61,21 @@ def goals(result:dict) -> list[dict]:
             goal("SD 1.5 LoRA fp16 512 px, train batch 4: peak GB", r["gpu_peak_allocated_gb"], "< 12", r["gpu_peak_allocated_gb"] < 12)
     return out
 
+def _shapes_section(add, title:str, section:dict):
+    "The rows of bench/sd15.py or bench/sdxl.py (a real model's shapes on a GPU), and its rollout against diffusers."
+    s = section["setup"]
+    add(f"\n{title}, {s['size']} px ({s['sample_batch_size']}x{s['sample_num_batches_per_epoch']} samples, train batch "
+        f"{s['train_batch_size']} unless named, N={s['sample_num_steps']}, s={s['noise_strength']}, guidance {s['sample_guidance_scale']})")
+    add(f"{'config':44s} {'epoch s':>8s} {'sample/s':>9s} {'train/s':>8s} {'peak GB':>8s}")
+    for r in section["rows"]:
+        if "error" in r: add(f"{r['config']:44s} failed: {r['error']}"); continue
+        add(f"{r['config']:44s} {r['epoch_s']:8.2f} {r['sampling_samples_per_s']:9.2f} {r['training_samples_per_s']:8.2f} "
+            f"{r.get('gpu_peak_allocated_gb', float('nan')):8.2f}")
+    if section.get("complete") is False: add("  (cut short by its time limit: the rows measured before it)")
+    for r in section.get("rollout", []):
+        add(f"  rollout vs img2img at {s['size']} px, s={r['noise_strength']}: {r['ours_s']*1e3:.0f} ms vs "
+            f"{r['diffusers_s']*1e3:.0f} ms, ratio {r['ratio']:.3f}")
+
 def table(result:dict) -> str:
     "The whole result as one plain-text table."
     m, lines = result["machine"], []
@@ -100,19 +115,9 @@ def table(result:dict) -> str:
             add(f"{r['model']:8s} {r['guidance']:4g} {r['ours_epoch_s']:8.3f} {r['seed_epoch_s']:8.3f} {r['epoch_speedup']:7.2f}x "
                 f"{r['ppo_speedup']:5.2f}x {r['ours_peak_rss_mb']:7.0f} {r['seed_peak_rss_mb']:8.0f}" + batched)
     else: add(f"\n4. vs imageddpo 0.1.2: not run ({result.get('original_skipped', 'skipped')})")
-    if "sd15" in result:
-        s = result["sd15"]["setup"]
-        add(f"\n6. SD 1.5 shapes, {s['size']} px ({s['sample_batch_size']}x{s['sample_num_batches_per_epoch']} samples, train batch "
-            f"{s['train_batch_size']}, N={s['sample_num_steps']}, s={s['noise_strength']}, guidance {s['sample_guidance_scale']})")
-        add(f"{'config':26s} {'epoch s':>8s} {'sample/s':>9s} {'train/s':>8s} {'peak GB':>8s}")
-        for r in result["sd15"]["rows"]:
-            if "error" in r: add(f"{r['config']:26s} failed: {r['error']}"); continue
-            add(f"{r['config']:26s} {r['epoch_s']:8.2f} {r['sampling_samples_per_s']:9.2f} {r['training_samples_per_s']:8.2f} "
-                f"{r.get('gpu_peak_allocated_gb', float('nan')):8.2f}")
-        for r in result["sd15"]["rollout"]:
-            add(f"  rollout vs img2img at {s['size']} px, s={r['noise_strength']}: {r['ours_s']*1e3:.0f} ms vs "
-                f"{r['diffusers_s']*1e3:.0f} ms, ratio {r['ratio']:.3f}")
-    else: add("\n6. SD 1.5 shapes: not run (" + ("--skip-sd15" if result["machine"]["gpu"] else "no CUDA device") + ")")
+    for key, title in (("sd15", "6. SD 1.5 shapes"), ("sdxl", "6b. SDXL shapes")):
+        if key in result: _shapes_section(add, title, result[key])
+        elif key == "sd15": add(f"\n{title}: not run (" + ("--skip-sd15" if result["machine"]["gpu"] else "no CUDA device") + ")")
     if "micro" in result:
         m = result["micro"]
         add("\n7. micro-measurements (mid model unless named)")
