@@ -69,7 +69,7 @@ def workload_for(smoke:bool) -> dict:
                 train_batch_size=2, prompt="a photograph of a cat")
 
 def scale(smoke:bool, size:int, epochs:int) -> tuple:
-    return (64, 8, SMOKE_CONFIGS, 2) if smoke else (size, 1, CONFIGS, epochs)
+    return (64, 10, SMOKE_CONFIGS, 2) if smoke else (size, 1, CONFIGS, epochs)
 
 def worker(name:str, device:str, size:int, epochs:int, smoke:bool) -> dict:
     "One configuration, in this process."
