@@ -12,6 +12,8 @@ _PUBLIC = {"pocket": ["pocket_pipeline", "tiny_pipeline"],
            "scheduler": ["DDPOStepOutput", "ddim_step_with_logprob"],
            "pipeline": ["I2IDDPOStableDiffusionPipeline", "RolloutOutput"],
            "sdxl": ["I2IDDPOStableDiffusionXLPipeline", "tiny_sdxl_pipeline"],
+           "sd3": ["I2IDDPOStableDiffusion3Pipeline", "tiny_sd3_pipeline"],
+           "flow_scheduler": ["flow_sde_step_with_logprob"],
            "families": ["policy_for"],
            "builtin_rewards": ["classifier_confidence", "fidelity_reward", "jpeg_compressibility", "jpeg_incompressibility", "weighted_sum"],
            "config": ["ImageDDPOConfig"],
@@ -39,6 +41,8 @@ if typing.TYPE_CHECKING:  # what editors and type checkers see
     from imageddpo.scheduler import DDPOStepOutput, ddim_step_with_logprob
     from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline, RolloutOutput
     from imageddpo.sdxl import I2IDDPOStableDiffusionXLPipeline, tiny_sdxl_pipeline
+    from imageddpo.sd3 import I2IDDPOStableDiffusion3Pipeline, tiny_sd3_pipeline
+    from imageddpo.flow_scheduler import flow_sde_step_with_logprob
     from imageddpo.families import policy_for
     from imageddpo.builtin_rewards import classifier_confidence, fidelity_reward, jpeg_compressibility, jpeg_incompressibility, weighted_sum
     from imageddpo.config import ImageDDPOConfig
@@ -47,7 +51,8 @@ if typing.TYPE_CHECKING:  # what editors and type checkers see
 
 _all_ = ["pocket_pipeline", "tiny_pipeline", "corrupt", "pocket_classifier", "pocket_prompt_function", "pocket_reward",
          "DDPOStepOutput", "ddim_step_with_logprob", "I2IDDPOStableDiffusionPipeline", "RolloutOutput",
-         "I2IDDPOStableDiffusionXLPipeline", "tiny_sdxl_pipeline", "policy_for", "classifier_confidence",
+         "I2IDDPOStableDiffusionXLPipeline", "tiny_sdxl_pipeline", "I2IDDPOStableDiffusion3Pipeline",
+         "tiny_sd3_pipeline", "flow_sde_step_with_logprob", "policy_for", "classifier_confidence",
          "fidelity_reward", "jpeg_compressibility", "jpeg_incompressibility", "weighted_sum", "ImageDDPOConfig", "EpochResult",
          "ImageDDPOTrainer", "TrainerCallback", "TrainingDashboard"]  # nbdev writes `__all__` from this literal list
 ```"""
@@ -57,9 +62,10 @@ _all_ = ["pocket_pipeline", "tiny_pipeline", "corrupt", "pocket_classifier", "po
 # %% auto #0
 __all__ = ['pocket_pipeline', 'tiny_pipeline', 'corrupt', 'pocket_classifier', 'pocket_prompt_function', 'pocket_reward',
            'DDPOStepOutput', 'ddim_step_with_logprob', 'I2IDDPOStableDiffusionPipeline', 'RolloutOutput',
-           'I2IDDPOStableDiffusionXLPipeline', 'tiny_sdxl_pipeline', 'policy_for', 'classifier_confidence',
-           'fidelity_reward', 'jpeg_compressibility', 'jpeg_incompressibility', 'weighted_sum', 'ImageDDPOConfig',
-           'EpochResult', 'ImageDDPOTrainer', 'TrainerCallback', 'TrainingDashboard']
+           'I2IDDPOStableDiffusionXLPipeline', 'tiny_sdxl_pipeline', 'I2IDDPOStableDiffusion3Pipeline',
+           'tiny_sd3_pipeline', 'flow_sde_step_with_logprob', 'policy_for', 'classifier_confidence', 'fidelity_reward',
+           'jpeg_compressibility', 'jpeg_incompressibility', 'weighted_sum', 'ImageDDPOConfig', 'EpochResult',
+           'ImageDDPOTrainer', 'TrainerCallback', 'TrainingDashboard']
 
 # %% ../nbs/index.ipynb #863dfcb8
 __version__ = "0.2.0"
@@ -73,6 +79,8 @@ _PUBLIC = {"pocket": ["pocket_pipeline", "tiny_pipeline"],
            "scheduler": ["DDPOStepOutput", "ddim_step_with_logprob"],
            "pipeline": ["I2IDDPOStableDiffusionPipeline", "RolloutOutput"],
            "sdxl": ["I2IDDPOStableDiffusionXLPipeline", "tiny_sdxl_pipeline"],
+           "sd3": ["I2IDDPOStableDiffusion3Pipeline", "tiny_sd3_pipeline"],
+           "flow_scheduler": ["flow_sde_step_with_logprob"],
            "families": ["policy_for"],
            "builtin_rewards": ["classifier_confidence", "fidelity_reward", "jpeg_compressibility", "jpeg_incompressibility", "weighted_sum"],
            "config": ["ImageDDPOConfig"],
@@ -100,6 +108,8 @@ if typing.TYPE_CHECKING:  # what editors and type checkers see
     from imageddpo.scheduler import DDPOStepOutput, ddim_step_with_logprob
     from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline, RolloutOutput
     from imageddpo.sdxl import I2IDDPOStableDiffusionXLPipeline, tiny_sdxl_pipeline
+    from imageddpo.sd3 import I2IDDPOStableDiffusion3Pipeline, tiny_sd3_pipeline
+    from imageddpo.flow_scheduler import flow_sde_step_with_logprob
     from imageddpo.families import policy_for
     from imageddpo.builtin_rewards import classifier_confidence, fidelity_reward, jpeg_compressibility, jpeg_incompressibility, weighted_sum
     from imageddpo.config import ImageDDPOConfig
@@ -108,6 +118,7 @@ if typing.TYPE_CHECKING:  # what editors and type checkers see
 
 _all_ = ["pocket_pipeline", "tiny_pipeline", "corrupt", "pocket_classifier", "pocket_prompt_function", "pocket_reward",
          "DDPOStepOutput", "ddim_step_with_logprob", "I2IDDPOStableDiffusionPipeline", "RolloutOutput",
-         "I2IDDPOStableDiffusionXLPipeline", "tiny_sdxl_pipeline", "policy_for", "classifier_confidence",
+         "I2IDDPOStableDiffusionXLPipeline", "tiny_sdxl_pipeline", "I2IDDPOStableDiffusion3Pipeline",
+         "tiny_sd3_pipeline", "flow_sde_step_with_logprob", "policy_for", "classifier_confidence",
          "fidelity_reward", "jpeg_compressibility", "jpeg_incompressibility", "weighted_sum", "ImageDDPOConfig", "EpochResult",
          "ImageDDPOTrainer", "TrainerCallback", "TrainingDashboard"]  # nbdev writes `__all__` from this literal list

@@ -1,4 +1,4 @@
-"""`policy_for`: the policy class a model needs — SD 1.x or SDXL — read from the pipeline object or the checkpoint's `model_index.json`
+"""`policy_for`: the policy class a model needs — SD 1.x, SDXL or SD3 — read from the pipeline object or the checkpoint's `model_index.json`
 
 Docs: https://hectorastrom.github.io/imageddpo/families.html.md"""
 
@@ -14,12 +14,14 @@ from pathlib import Path
 from diffusers import DiffusionPipeline
 
 from .pipeline import I2IDDPOStableDiffusionPipeline
+from .sd3 import I2IDDPOStableDiffusion3Pipeline
 from .sdxl import I2IDDPOStableDiffusionXLPipeline
 
 # %% ../nbs/02c_families.ipynb #b3fbdee8
 FAMILIES = {  # family -> (its policy class, the diffusers pipeline classes whose checkpoints it trains)
     "sd": (I2IDDPOStableDiffusionPipeline, ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline")),
     "sdxl": (I2IDDPOStableDiffusionXLPipeline, ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline")),
+    "sd3": (I2IDDPOStableDiffusion3Pipeline, ("StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline")),
 }
 
 def _pipeline_class_name(model, revision:str) -> str:
@@ -46,7 +48,7 @@ def model_family(model, # a diffusers pipeline object, a checkpoint folder or a 
         if name in classes: return family
     known = ", ".join(c for _, classes in FAMILIES.values() for c in classes)
     raise ValueError(f"model: {str(model) if isinstance(model, (str, Path)) else type(model).__name__!r} is a {name} checkpoint; "
-                     f"imageddpo trains Stable Diffusion 1.x and SDXL pipelines ({known})")
+                     f"imageddpo trains Stable Diffusion 1.x, SDXL and SD3 pipelines ({known})")
 
 # %% ../nbs/02c_families.ipynb #c8a01ffe
 def policy_for(model, # a pipeline object, a checkpoint folder or a hub id

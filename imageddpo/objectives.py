@@ -12,6 +12,9 @@ __all__ = ['OBJECTIVES', 'LIKELIHOOD_FREE', 'ForwardPoints', 'draw_forward_point
 from dataclasses import dataclass
 
 import torch
+from fastcore.basics import patch
+
+from .pipeline import I2IDDPOStableDiffusionPipeline
 
 # %% ../nbs/04c_objectives.ipynb #9bebb587
 @dataclass
@@ -58,6 +61,19 @@ def denoising_target(alphas_cumprod:torch.Tensor, x0:torch.Tensor, noise:torch.T
     if prediction_type == "v_prediction": return a.sqrt() * noise.float() - (1 - a).sqrt() * x0.float()
     if prediction_type == "sample": return x0.float()
     raise ValueError(f"prediction_type must be 'epsilon', 'v_prediction' or 'sample', got {prediction_type!r}")
+
+# %% ../nbs/04c_objectives.ipynb #d3088079
+@patch
+def predicted_x0(self:I2IDDPOStableDiffusionPipeline, output:torch.Tensor, x_t:torch.Tensor, t:torch.Tensor,
+                 num_inference_steps:int) -> torch.Tensor:
+    "The clean latent the denoiser's `output` at (x_t, t) predicts, in float32 (the DDPM process: the scheduler's prediction type)."
+    return predicted_x0(self.scheduler.alphas_cumprod, output, x_t, t, self.scheduler.config.prediction_type)
+
+@patch
+def denoising_target(self:I2IDDPOStableDiffusionPipeline, x0:torch.Tensor, noise:torch.Tensor, t:torch.Tensor,
+                     num_inference_steps:int) -> torch.Tensor:
+    "What the denoiser should output at `add_noise(x0, noise, t)`: its pretraining target, in float32."
+    return denoising_target(self.scheduler.alphas_cumprod, x0, noise, t, self.scheduler.config.prediction_type)
 
 # %% ../nbs/04c_objectives.ipynb #c58d454e
 def optimality_probability(advantages:torch.Tensor, adv_clip_max:float) -> torch.Tensor:

@@ -17,7 +17,7 @@ import numpy as np
 import PIL.Image
 import torch
 from fastcore.basics import patch
-from diffusers import DDIMScheduler, StableDiffusionPipeline
+from diffusers import DDIMScheduler, DiffusionPipeline, StableDiffusionPipeline
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
 from diffusers.utils import convert_state_dict_to_diffusers
@@ -112,14 +112,9 @@ class Conditioning:
         "The prompts' own conditioning without guidance: what the likelihood-free objectives train."
         return Conditioning(self.prompt_embeds, None, 1.0, 0.0, self.pooled_prompt_embeds, None, self.add_time_ids, None)
 
-    def unet_inputs(self) -> dict:
-        "The UNet's conditioning keywords; under guidance each is the (unconditional, conditional) pair, stacked."
-        pair = lambda negative, positive: torch.cat([negative, positive]) if self.guided else positive
-        inputs = dict(encoder_hidden_states=pair(self.negative_prompt_embeds, self.prompt_embeds))
-        if self.pooled_prompt_embeds is not None:  # SDXL's added conditioning
-            inputs["added_cond_kwargs"] = dict(text_embeds=pair(self.negative_pooled_prompt_embeds, self.pooled_prompt_embeds),
-                                               time_ids=pair(self.negative_add_time_ids, self.add_time_ids))
-        return inputs
+    def pair(self, negative:torch.Tensor|None, positive:torch.Tensor|None) -> torch.Tensor|None:
+        "`positive`, or under guidance the (unconditional, conditional) batch the denoiser runs on."
+        return torch.cat([negative, positive]) if self.guided and positive is not None else positive
 
 @dataclass
 class RolloutOutput:
@@ -168,13 +163,12 @@ class I2IDDPOStableDiffusionPipeline:
         if use_lora and lora_rank < 1: raise ValueError(f"lora_rank must be >= 1, got {lora_rank}")
         if isinstance(pretrained_model_name, self.pipeline_classes): source = pretrained_model_name
         elif isinstance(pretrained_model_name, (str, Path)):
-            source = self.pipeline_classes[0].from_pretrained(pretrained_model_name, revision=pretrained_model_revision,
-                                                              torch_dtype=torch_dtype, **self._loading_kwargs)
+            source = self._load(pretrained_model_name, pretrained_model_revision, torch_dtype)
         else:
             names = " or ".join(c.__name__ for c in self.pipeline_classes)
             raise TypeError(f"pretrained_model_name must be a model id, a directory or a {names}, "
                             f"got {type(pretrained_model_name).__name__}")
-        self.sd_pipeline = self._policy_pipeline(source, DDIMScheduler.from_config(source.scheduler.config))
+        self.sd_pipeline = self._policy_pipeline(source, self._policy_scheduler(source.scheduler))
         self.sd_pipeline.set_progress_bar_config(disable=True)
         self.pretrained_model, self.pretrained_revision = pretrained_model_name, pretrained_model_revision
         self.use_lora = use_lora
@@ -191,6 +185,17 @@ class I2IDDPOStableDiffusionPipeline:
         self._null_embeds = {}
 
     _loading_kwargs = dict(safety_checker=None, requires_safety_checker=False, use_safetensors=True)  # never unpickle weights
+
+    def _load(self, name, revision:str, torch_dtype):
+        "The family's pipeline from a hub id or folder; components the checkpoint saved as absent (SD3 without T5) stay absent."
+        index = DiffusionPipeline.load_config(str(name), revision=revision)  # model_index.json only
+        absent = {k: None for k, v in index.items() if not k.startswith("_") and v == [None, None]}
+        return self.pipeline_classes[0].from_pretrained(name, revision=revision, torch_dtype=torch_dtype,
+                                                        **{**absent, **self._loading_kwargs})
+
+    def _policy_scheduler(self, scheduler):
+        "The sampler the policy steps with: DDIM, from the model's own scheduler config (SD ships PNDM, SDXL Euler)."
+        return DDIMScheduler.from_config(scheduler.config)
 
     def _policy_pipeline(self, source, scheduler:DDIMScheduler):
         "The pipeline the policy wraps: `source`'s modules (shared, not copied) with the DDIM scheduler, no safety checker."
@@ -211,7 +216,12 @@ class I2IDDPOStableDiffusionPipeline:
     def text_encoders(self) -> tuple:
         "The frozen text encoders the prompts go through."
         return (self.text_encoder,)
-    upcasts_vae = False  # whether the VAE runs in float32 whatever the UNet's dtype (SDXL's VAE overflows in fp16)
+    upcasts_vae = False
+    _denoiser_name = "unet"  # the denoiser's name in the wrapped pipeline and in diffusers' LoRA files  # whether the VAE runs in float32 whatever the UNet's dtype (SDXL's VAE overflows in fp16)
+    @property
+    def _size_multiple(self) -> int:
+        "Image heights and widths must be multiples of this: the VAE's downsampling factor."
+        return self.sd_pipeline.vae_scale_factor
     @property
     def device(self) -> torch.device:
         "Where the UNet's weights live (read from its first parameter, see below)."
@@ -249,6 +259,16 @@ def encode_prompts(self:I2IDDPOStableDiffusionPipeline, prompts:list[str], guida
         uncond = self._null_embeds[key]
     return Conditioning(cond, uncond.to(dtype).expand(len(prompts), -1, -1), guidance_scale, guidance_rescale)
 
+# %% ../nbs/02_pipeline.ipynb #43c28a8a
+@patch
+def denoiser_inputs(self:I2IDDPOStableDiffusionPipeline, cond:Conditioning) -> dict:
+    "The UNet's conditioning keywords for `cond`: the text embeddings, and SDXL's added conditioning when present."
+    inputs = dict(encoder_hidden_states=cond.pair(cond.negative_prompt_embeds, cond.prompt_embeds))
+    if cond.pooled_prompt_embeds is not None:  # SDXL's added conditioning
+        inputs["added_cond_kwargs"] = dict(text_embeds=cond.pair(cond.negative_pooled_prompt_embeds, cond.pooled_prompt_embeds),
+                                           time_ids=cond.pair(cond.negative_add_time_ids, cond.add_time_ids))
+    return inputs
+
 # %% ../nbs/02_pipeline.ipynb #3b437b91
 @patch
 def predict_noise(self:I2IDDPOStableDiffusionPipeline,
@@ -258,9 +278,9 @@ def predict_noise(self:I2IDDPOStableDiffusionPipeline,
                  ) -> torch.Tensor:
     "The UNet's guided noise prediction: one call without guidance, one batched (uncond, cond) call with it."
     unet = self.unet if unet is None else unet
-    if not cond.guided: return unet(latents, timesteps, **cond.unet_inputs(), return_dict=False)[0]
-    t = timesteps.repeat(2) if timesteps.ndim else timesteps
-    uncond, text = unet(torch.cat([latents] * 2), t, **cond.unet_inputs(), return_dict=False)[0].chunk(2)
+    t = timesteps.expand(latents.shape[0]) if timesteps.ndim == 0 else timesteps  # one per row, as diffusers passes them
+    if not cond.guided: return unet(latents, timestep=t, **self.denoiser_inputs(cond), return_dict=False)[0]
+    uncond, text = unet(torch.cat([latents] * 2), timestep=t.repeat(2), **self.denoiser_inputs(cond), return_dict=False)[0].chunk(2)
     noise_pred = uncond + cond.guidance_scale * (text - uncond)
     return rescale_noise_cfg(noise_pred, text, cond.guidance_rescale) if cond.guidance_rescale > 0 else noise_pred
 
@@ -287,9 +307,11 @@ def check_inputs(self:I2IDDPOStableDiffusionPipeline, images:torch.Tensor, promp
                  num_inference_steps:int, guidance_scale:float, eta:float, generator) -> tuple[list[str], torch.Tensor]:
     "Validate a rollout's arguments; return the prompts as a list and the executed timesteps."
     batch, (height, width) = images.shape[0], images.shape[-2:]
-    factor = self.sd_pipeline.vae_scale_factor
+    factor, vae_factor = self._size_multiple, self.sd_pipeline.vae_scale_factor
     if height % factor or width % factor:
-        raise ValueError(f"images: height and width must be multiples of the VAE factor {factor}, got {height} x {width}")
+        what = (f"the VAE factor {factor}" if factor == vae_factor else
+                f"{factor} (the VAE factor {vae_factor} times the transformer's patch size {factor // vae_factor})")
+        raise ValueError(f"images: height and width must be multiples of {what}, got {height} x {width}")
     if isinstance(prompts, str): prompts = [prompts] * batch
     if not isinstance(prompts, (list, tuple)) or not all(isinstance(p, str) for p in prompts):
         raise TypeError("prompts must be a string or a list of strings")
@@ -298,9 +320,19 @@ def check_inputs(self:I2IDDPOStableDiffusionPipeline, images:torch.Tensor, promp
     if guidance_scale < 0: raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale}")
     if isinstance(generator, list) and len(generator) != batch:
         raise ValueError(f"generator: got a list of {len(generator)} generators for {batch} images")
-    timesteps = img2img_timesteps(self.scheduler, num_inference_steps, noise_strength)
-    if eta > 0 and (reason := _zero_variance_reason(self.scheduler, timesteps, num_inference_steps)): raise ValueError(reason)
+    timesteps = self.executed_timesteps(num_inference_steps, noise_strength)
+    if eta > 0 and (reason := self._zero_variance_reason(timesteps, num_inference_steps)): raise ValueError(reason)
     return list(prompts), timesteps
+
+@patch
+def _zero_variance_reason(self:I2IDDPOStableDiffusionPipeline, timesteps:torch.Tensor, num_inference_steps:int) -> str:
+    "Why a step of these timesteps could have no noise whatever eta is ('' if none could): DDIM's degenerate schedules."
+    return _zero_variance_reason(self.scheduler, timesteps, num_inference_steps)
+
+@patch
+def executed_timesteps(self:I2IDDPOStableDiffusionPipeline, num_inference_steps:int, noise_strength:float) -> torch.Tensor:
+    "The timesteps an img2img rollout of strength `noise_strength` executes (`img2img_timesteps` of the policy's scheduler)."
+    return img2img_timesteps(self.scheduler, num_inference_steps, noise_strength)
 
 # %% ../nbs/02_pipeline.ipynb #f0574d4b
 @patch
@@ -333,18 +365,26 @@ def encode_images(self:I2IDDPOStableDiffusionPipeline, images:torch.Tensor, gene
         else: latents = retrieve_latents(self.vae.encode(pixels), generator=generator)
     latents = latents.to(self.dtype)
     mean, std = _latent_statistics(self.vae, latents)
-    scale = self.vae.config.scaling_factor
-    return scale * latents if mean is None else (latents - mean) * scale / std
+    scale, shift = self.vae.config.scaling_factor, getattr(self.vae.config, "shift_factor", None)
+    if mean is not None: return (latents - mean) * scale / std
+    return scale * latents if shift is None else (latents - shift) * scale  # SD3's VAE has a shift
 
 # %% ../nbs/02_pipeline.ipynb #361154c3
 @patch
 @torch.no_grad()
-def _prepare_latents(self:I2IDDPOStableDiffusionPipeline, images:torch.Tensor, start:torch.Tensor, generator) -> torch.Tensor:
-    "Encode `images` ([0, 1]) with the VAE (sampling with `generator`) and noise the latents to timestep `start`."
+def _prepare_latents(self:I2IDDPOStableDiffusionPipeline, images:torch.Tensor, start:torch.Tensor, generator,
+                     num_inference_steps:int) -> torch.Tensor:
+    "Encode `images` ([0, 1]) with the VAE (sampling with `generator`) and noise the latents to timestep `start` of the N-step schedule."
     device, dtype = self.device, self.dtype
     latents = self.encode_images(images, generator)
     noise = randn_tensor(latents.shape, generator=generator, device=device, dtype=dtype)
-    return self.scheduler.add_noise(latents, noise, start.repeat(latents.shape[0]))
+    return self.add_noise(latents, noise, start.repeat(latents.shape[0]), num_inference_steps)
+
+@patch
+def add_noise(self:I2IDDPOStableDiffusionPipeline, latents:torch.Tensor, noise:torch.Tensor, timesteps:torch.Tensor,
+              num_inference_steps:int) -> torch.Tensor:
+    "The forward process: `latents` noised to `timesteps` (one per row) of the N-step schedule, as diffusers' img2img does."
+    return self.scheduler.add_noise(latents, noise, timesteps)
 
 def _checked_start_latents(self, start_latents:torch.Tensor, images:torch.Tensor) -> torch.Tensor:
     "`start_latents` if its shape is what encoding `images` would give, else a ValueError naming both shapes."
@@ -367,8 +407,8 @@ def noised_latents(self:I2IDDPOStableDiffusionPipeline, images, noise_strength:f
                    generator:torch.Generator|list|None=None) -> torch.Tensor:
     "x at the first executed timestep for `images`: VAE-encoded and noised as `rollout` does, [B, C, h, w]."
     images = to_image_batch(images)
-    start = img2img_timesteps(self.scheduler, num_inference_steps, noise_strength)[:1].to(self.device)
-    return self._prepare_latents(images, start, generator)
+    start = self.executed_timesteps(num_inference_steps, noise_strength)[:1].to(self.device)
+    return self._prepare_latents(images, start, generator, num_inference_steps)
 
 # %% ../nbs/02_pipeline.ipynb #4baef066
 @patch
@@ -378,8 +418,10 @@ def decode(self:I2IDDPOStableDiffusionPipeline, latents:torch.Tensor) -> torch.T
     with self._vae_precision():
         latents = latents.to(next(self.vae.parameters()).dtype)
         mean, std = _latent_statistics(self.vae, latents)
-        scale = self.vae.config.scaling_factor
-        images = self.vae.decode(latents / scale if mean is None else latents * std / scale + mean, return_dict=False)[0]
+        scale, shift = self.vae.config.scaling_factor, getattr(self.vae.config, "shift_factor", None)
+        if mean is not None: latents = latents * std / scale + mean
+        else: latents = latents / scale if shift is None else latents / scale + shift
+        images = self.vae.decode(latents, return_dict=False)[0]
     return (images.float() / 2 + 0.5).clamp(0, 1)
 
 # %% ../nbs/02_pipeline.ipynb #d4706ca9
@@ -407,7 +449,7 @@ def rollout(self:I2IDDPOStableDiffusionPipeline,
     # 2. encode the prompts
     cond = self.encode_prompts(prompts, guidance_scale, negative_prompt, guidance_rescale, image_size=tuple(images.shape[-2:]))
     # 3. encode the images and noise them to the first executed timestep
-    if start_latents is None: latents = self._prepare_latents(images, timesteps[:1], generator)
+    if start_latents is None: latents = self._prepare_latents(images, timesteps[:1], generator, num_inference_steps)
     else: latents = _checked_start_latents(self, start_latents, images).to(device, self.dtype)
     # 4. denoise, recording every latent, log-prob and (optionally) predicted x_0
     noises = _step_noises(latents.shape, len(timesteps), generator, device, latents.dtype) if eta > 0 else None
@@ -464,6 +506,7 @@ def save_pretrained(self:I2IDDPOStableDiffusionPipeline, save_directory:str|Path
     "Save the LoRA weights (diffusers' `load_lora_weights` format) or, for full fine-tuning, the whole pipeline."
     if self.use_lora:
         layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(self.unet))
-        type(self.sd_pipeline).save_lora_weights(  # the adapter's config travels too, so lora_alpha != rank loads right
-            save_directory, unet_lora_layers=layers, unet_lora_adapter_metadata=self.unet.peft_config["default"].to_dict())
+        metadata = self.unet.peft_config["default"].to_dict()  # the adapter's config travels too: lora_alpha != rank loads right
+        type(self.sd_pipeline).save_lora_weights(save_directory, **{f"{self._denoiser_name}_lora_layers": layers,
+                                                                    f"{self._denoiser_name}_lora_adapter_metadata": metadata})
     else: self.sd_pipeline.save_pretrained(save_directory)

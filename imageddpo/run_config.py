@@ -154,7 +154,7 @@ def folder_prompt_function(source, prompt:str=""):
     return prompt_function
 
 # %% ../nbs/06b_run_config.ipynb #2a6c774e
-BUILTIN_MODELS = ("pocket", "tiny", "tiny-sdxl")  # model names that need no download (chapters 00 and 02b)
+BUILTIN_MODELS = ("pocket", "tiny", "tiny-sdxl", "tiny-sd3")  # model names that need no download (chapters 00, 02b, 02d)
 
 @dataclasses.dataclass
 class RunSpec:
@@ -211,11 +211,13 @@ def read_run_config(source, # a YAML path, or the already-parsed dict
 def _builtin_pipeline(model:str, seed:int):
     "The diffusers pipeline a built-in model name stands for."
     from imageddpo.pocket import pocket_pipeline, tiny_pipeline
+    from imageddpo.sd3 import tiny_sd3_pipeline
     from imageddpo.sdxl import tiny_sdxl_pipeline
-    return {"pocket": pocket_pipeline, "tiny": lambda: tiny_pipeline(seed), "tiny-sdxl": lambda: tiny_sdxl_pipeline(seed)}[model]()
+    return {"pocket": pocket_pipeline, "tiny": lambda: tiny_pipeline(seed), "tiny-sdxl": lambda: tiny_sdxl_pipeline(seed),
+            "tiny-sd3": lambda: tiny_sd3_pipeline(seed)}[model]()
 
 def load_policy(model:str, revision:str, config:ImageDDPOConfig) -> I2IDDPOStableDiffusionPipeline:
-    "The policy a run names, of the model's family (SD 1.x or SDXL, from its model_index.json), with the config's LoRA settings."
+    "The policy a run names, of the model's family (SD 1.x, SDXL or SD3, from its model_index.json), with the config's LoRA settings."
     lora = dict(use_lora=config.use_lora, lora_rank=config.lora_rank, lora_alpha=config.lora_alpha,
                 lora_init=config.lora_init, lora_target_modules=config.lora_target_modules, lora_seed=config.seed)
     if model in BUILTIN_MODELS: return policy_for(_builtin_pipeline(model, config.seed), **lora)

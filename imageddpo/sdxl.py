@@ -158,17 +158,17 @@ def encode_prompts(self:I2IDDPOStableDiffusionXLPipeline, prompts:list[str], gui
     if negative_prompt is None and self.sd_pipeline.config.force_zeros_for_empty_prompt:
         negative, negative_pooled = torch.zeros_like(embeds[:1]), torch.zeros_like(pooled[:1])
     elif negative_prompt:
-        negative, _, negative_pooled, _ = self.sd_pipeline.encode_prompt([negative_prompt], device=device,
+        negative, _, negative_pooled, _ = self.sd_pipeline.encode_prompt([negative_prompt] * rows, device=device,
                                                                          do_classifier_free_guidance=False)
-    else:  # the empty prompt's encoding, once
-        key = (device, dtype)
+    else:  # the empty prompt, once per row as diffusers encodes it (the same floats); cached per batch size
+        key = (device, dtype, rows)
         if key not in self._null_embeds:
-            self._null_embeds[key] = self.sd_pipeline.encode_prompt([""], device=device, do_classifier_free_guidance=False)[::2]
+            self._null_embeds[key] = self.sd_pipeline.encode_prompt([""] * rows, device=device, do_classifier_free_guidance=False)[::2]
         negative, negative_pooled = self._null_embeds[key]
     return _with_unconditional(cond, negative, negative_pooled, negative_time_ids, dtype)
 
 def _with_unconditional(cond:Conditioning, embeds, pooled, time_ids, dtype) -> Conditioning:
-    "`cond` with the unconditional embeddings (one row, expanded over the batch) filled in."
+    "`cond` with the unconditional embeddings (one row, or one per row) filled in, expanded over the batch."
     rows = cond.prompt_embeds.shape[0]
     return replace(cond, negative_prompt_embeds=embeds.to(dtype).expand(rows, -1, -1),
                    negative_pooled_prompt_embeds=pooled.to(dtype).expand(rows, -1), negative_add_time_ids=time_ids.expand(rows, -1))

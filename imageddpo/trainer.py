@@ -29,7 +29,7 @@ from .callbacks import DebugHook, EpochResult, ImageSamplesHook, TrackerLogger, 
 from .checkpoint import check_output_dir, clear_checkpoints, load_trainer_checkpoint, resolve_resume, save_trainer_checkpoint
 from .config import ImageDDPOConfig, from_trl
 from .faults import RewardTimeout, StopRequests, TrainingStopped, in_daemon_thread
-from .objectives import LIKELIHOOD_FREE, ForwardPoints, awm_loss, denoising_target, draw_forward_points, nft_loss, predicted_x0
+from .objectives import LIKELIHOOD_FREE, ForwardPoints, awm_loss, draw_forward_points, nft_loss
 from .families import policy_for
 from .pipeline import I2IDDPOStableDiffusionPipeline, RolloutOutput, to_image_batch
 from .ppo import gaussian_kl_same_std, ppo_clip_loss
@@ -386,38 +386,37 @@ def forward_points(self:ImageDDPOTrainer, samples:RolloutOutput, epoch:int, inne
         for rows in torch.arange(n, device=samples.latents.device).split(c.train_batch_size):
             for j in range(T):
                 with acc.autocast(): output, x_t, t, _, _ = self._prediction_at_points(samples, points, rows, torch.full_like(rows, j))
-                old[rows, j] = self._predicted_x0(output, x_t, t)
+                old[rows, j] = self._predicted_x0(output, x_t, t, samples.num_inference_steps)
         points.old_x0 = old
     return points
 
 @patch
 def _prediction_at_points(self:ImageDDPOTrainer, samples:RolloutOutput, points:ForwardPoints, rows:torch.Tensor,
                           at:torch.Tensor, unet=None) -> tuple:
-    "The conditional UNet output at forward points (rows, at), with x_t, t, x_0 and the noise: (output, x_t, t, x0, noise)."
+    "The conditional denoiser output at forward points (rows, at), with x_t, t, x_0 and the noise: (output, x_t, t, x0, noise)."
     pipe = self.sd_pipeline
     t, x0 = points.timesteps[rows, at], samples.latents[rows, -1]
     noise = points.noise[rows, at].to(x0.dtype)
-    x_t = pipe.scheduler.add_noise(x0, noise, t)
+    x_t = pipe.add_noise(x0, noise, t, samples.num_inference_steps)
     output = pipe.predict_noise(x_t, t, samples.conditioning.rows(rows).conditional(), unet=unet)
     return output, x_t, t, x0, noise
 
 @patch
-def _predicted_x0(self:ImageDDPOTrainer, output:torch.Tensor, x_t:torch.Tensor, t:torch.Tensor) -> torch.Tensor:
-    "The clean latent the UNet's `output` at (x_t, t) predicts, under the scheduler's prediction type (float32)."
-    scheduler = self.sd_pipeline.scheduler
-    return predicted_x0(scheduler.alphas_cumprod, output, x_t, t, scheduler.config.prediction_type)
+def _predicted_x0(self:ImageDDPOTrainer, output:torch.Tensor, x_t:torch.Tensor, t:torch.Tensor, num_inference_steps:int) -> torch.Tensor:
+    "The clean latent the denoiser's `output` at (x_t, t) predicts, as the policy's family defines it (float32)."
+    return self.sd_pipeline.predicted_x0(output, x_t, t, num_inference_steps)
 
 @patch
 def _forward_process_loss(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:torch.Tensor, rows:torch.Tensor,
                           at:torch.Tensor, points:ForwardPoints) -> tuple[torch.Tensor, dict]:
     "NFT's or AWM's loss (chapter 04c), plus `kl_coef` x the squared distance to the reference's output, at points (rows, at)."
-    c, pipe, scheduler = self.config, self.sd_pipeline, self.sd_pipeline.scheduler
+    c, pipe, N = self.config, self.sd_pipeline, samples.num_inference_steps
     with self.accelerator.autocast(): output, x_t, t, x0, noise = self._prediction_at_points(samples, points, rows, at, self.unet)
-    x0_pred = self._predicted_x0(output, x_t, t)
+    x0_pred = self._predicted_x0(output, x_t, t, N)
     if c.train_objective == "nft":
         per_sample = nft_loss(x0_pred, points.old_x0[rows, at], x0, advantages[rows], c.nft_beta, c.train_adv_clip_max)
     else:
-        target = denoising_target(scheduler.alphas_cumprod, x0, noise, t, scheduler.config.prediction_type)
+        target = pipe.denoising_target(x0, noise, t, N)
         per_sample = awm_loss(output, target, advantages[rows], c.train_adv_clip_max)
     loss = per_sample.mean()
     info = {"loss": loss.detach(), "x0_error": (x0_pred.detach() - x0.float()).abs().mean()}

@@ -27,7 +27,7 @@ python3 -c "import torch; assert torch.cuda.is_available()" || { echo "no CUDA d
 
 echo "== 1. gpu tests ($(left) s left)"
 timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider -o addopts= \
-    tests/test_pipeline_parity.py tests/test_scheduler_parity.py tests/test_trainer_gpu.py tests/test_sdxl.py 2>&1 | tee "$out/gpu_tests.log"
+    tests/test_pipeline_parity.py tests/test_scheduler_parity.py tests/test_trainer_gpu.py tests/test_families.py 2>&1 | tee "$out/gpu_tests.log"
 
 echo "== 2. SD 1.5 shapes ($(left) s left)"
 timeout $(( $(left) * 2 / 5 )) python3 bench/sd15.py --out "$out/sd15.json" 2>&1 | tee "$out/sd15.log"
