@@ -3,6 +3,7 @@
     python bench/objectives.py --all [--jobs 2] [--seeds 0 1 2]    # the grid, then bench/results/objectives.json
     python bench/objectives.py --task demo --method nft_g8 --seed 0 --epochs 90   # one run, one JSON line
     python bench/objectives.py --timing                            # median epoch seconds per method, side by side
+    python bench/objectives.py --flow [--seeds 0 1 2]              # NFT and PPO (groups of 8) on the pocket flow model
 
 Two tasks on the demo's corrupted digits (chapter 06c): `demo` (the prompt names the digit) and `blind`
 (an empty prompt: the policy must recover the digit from the corrupted image alone). Every method trains
@@ -27,8 +28,18 @@ METHODS = {  # name -> ImageDDPOConfig overrides on top of the demo's configurat
 EXTRA = {  # measured on the demo task only (python bench/objectives.py --extra): what else the objectives allow
     "nft_g8_eta0": dict(train_objective="nft", sample_group_size=8, sample_eta=0.0),  # deterministic DDIM sampling
 }
+FLOW_METHODS = ("nft_g8", "ppo_g8")  # measured on the pocket flow model (SD3 architecture, chapter 02d), demo task, 40 epochs
 TASKS = ("demo", "blind")
 RESULTS = Path(__file__).parent / "results"
+
+def policy_for_model(model:str):
+    "The LoRA policy a run trains: the SD 1.x pocket model, or the pocket flow model (its LoRA drawn from torch's global RNG)."
+    if model == "pocket":
+        from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline
+        from imageddpo.pocket import pocket_pipeline
+        return I2IDDPOStableDiffusionPipeline(pocket_pipeline(), lora_seed=None)
+    from imageddpo.sd3 import POCKET_SD3_TEXT_TOKENS, I2IDDPOStableDiffusion3Pipeline, pocket_sd3_pipeline
+    return I2IDDPOStableDiffusion3Pipeline(pocket_sd3_pipeline(), lora_seed=None, max_sequence_length=POCKET_SD3_TEXT_TOKENS)
 
 def task_prompt(task:str, label:int) -> str:
     from imageddpo.pocket_training import digit_prompt
@@ -69,13 +80,11 @@ def method_config(method:str, epochs:int, seed:int=0):
     return ImageDDPOConfig(**{**DEMO_CONFIG, **(METHODS | EXTRA)[method], "num_epochs": epochs, "save_freq": 10**6}, seed=seed,
                            output_dir=tempfile.mkdtemp(), accelerator_kwargs={"cpu": True})
 
-def run(task:str, method:str, seed:int, epochs:int, eval_every:int) -> dict:
-    "Train one (task, method, seed) and evaluate on the held-out digits every `eval_every` epochs."
+def run(task:str, method:str, seed:int, epochs:int, eval_every:int, model:str="pocket") -> dict:
+    "Train one (task, method, seed) of `model` and evaluate on the held-out digits every `eval_every` epochs."
     from imageddpo.callbacks import TrainerCallback
     from imageddpo.demo import demo_inputs
     from imageddpo.digits import pocket_classifier, pocket_reward
-    from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline
-    from imageddpo.pocket import pocket_pipeline
     from imageddpo.trainer import ImageDDPOTrainer
     train, heldout = demo_inputs("train", seed=0), demo_inputs("heldout", seed=1)
     judge, classifier = SecondJudge(), pocket_classifier()
@@ -85,7 +94,7 @@ def run(task:str, method:str, seed:int, epochs:int, eval_every:int) -> dict:
         i = int(torch.randint(len(corrupted), ()))
         return task_prompt(task, int(labels[i])), corrupted[i], {"label": int(labels[i])}
     torch.manual_seed(seed)
-    policy = I2IDDPOStableDiffusionPipeline(pocket_pipeline(), lora_seed=None)
+    policy = policy_for_model(model)
     curve, clock = [], {"train_s": 0.0}
     class Evaluate(TrainerCallback):
         def on_epoch_end(self, trainer, result):
@@ -98,7 +107,7 @@ def run(task:str, method:str, seed:int, epochs:int, eval_every:int) -> dict:
     with policy.adapters_disabled():
         curve.append(dict(epoch=0, samples=0, train_s=0.0, **evaluate(policy, config, task, heldout, judge, classifier)))
     trainer.train()
-    return dict(task=task, method=method, seed=seed, epochs=epochs, overrides=(METHODS | EXTRA)[method], curve=curve,
+    return dict(task=task, method=method, seed=seed, epochs=epochs, model=model, overrides=(METHODS | EXTRA)[method], curve=curve,
                 training_reward=[h["reward_mean"] for h in trainer.history],
                 uniform_group_fraction=[h.get("uniform_group_fraction") for h in trainer.history])
 
@@ -122,10 +131,13 @@ def timing(epochs:int=6) -> dict:
 
 RUNS = RESULTS / "objectives_runs"  # one JSON file per (task, method, seed); the grid's and --extra's
 
-def run_process(task:str, method:str, seed:int, epochs:int, eval_every:int) -> subprocess.Popen:
-    "One `run` in its own single-threaded process, writing RUNS/<task>_<method>_s<seed>.json."
+FLOW_RUNS = RESULTS / "flow_runs"  # the pocket flow model's runs (--flow), kept apart from the SD 1.x grid's
+
+def run_process(task:str, method:str, seed:int, epochs:int, eval_every:int, model:str="pocket") -> subprocess.Popen:
+    "One `run` in its own single-threaded process, writing RUNS/<task>_<method>_s<seed>.json (FLOW_RUNS for the flow model)."
+    folder = RUNS if model == "pocket" else FLOW_RUNS
     cmd = [sys.executable, __file__, "--task", task, "--method", method, "--seed", str(seed), "--epochs", str(epochs),
-           "--eval-every", str(eval_every), "--out", str(RUNS / f"{task}_{method}_s{seed}.json")]
+           "--eval-every", str(eval_every), "--model", model, "--out", str(folder / f"{task}_{method}_s{seed}.json")]
     return subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 def finished_runs(methods) -> list:
@@ -227,8 +239,20 @@ def main():
     parser.add_argument("--timing", action="store_true")
     parser.add_argument("--merge", metavar="OUT", help="write the finished runs so far to OUT (no training)")
     parser.add_argument("--extra", action="store_true", help="the EXTRA methods on the demo task, 40 epochs, 3 seeds")
+    parser.add_argument("--model", choices=("pocket", "pocket-sd3"), default="pocket", help="the model one run trains")
+    parser.add_argument("--flow", action="store_true", help="FLOW_METHODS on the pocket flow model, demo task, 40 epochs")
     args = parser.parse_args()
-    if args.extra:
+    if args.flow:
+        FLOW_RUNS.mkdir(parents=True, exist_ok=True)
+        todo = [(m, s) for m in FLOW_METHODS for s in args.seeds]
+        while todo:
+            batch, todo = todo[:args.jobs], todo[args.jobs:]
+            if any([p.wait() for p in [run_process("demo", m, s, 40, args.eval_every, "pocket-sd3") for m, s in batch]]):
+                raise SystemExit(f"{batch} failed")
+        runs = [json.loads(p.read_text()) for p in sorted(FLOW_RUNS.glob("*.json"))]
+        (RESULTS / "flow_pocket.json").write_text(json.dumps(dict(model="pocket-sd3", eval_every=args.eval_every, runs=runs)))
+        print("wrote", RESULTS / "flow_pocket.json")
+    elif args.extra:
         RUNS.mkdir(parents=True, exist_ok=True)
         for method in EXTRA:
             if any([p.wait() for p in [run_process("demo", method, s, 40, args.eval_every) for s in args.seeds]]):
@@ -247,7 +271,7 @@ def main():
         (RESULTS / "objectives.json").write_text(json.dumps(dict(budgets=budgets, eval_every=args.eval_every, runs=runs)))
         print("wrote", RESULTS / "objectives.json")
     else:
-        r = run(args.task, args.method, args.seed, args.epochs, args.eval_every)
+        r = run(args.task, args.method, args.seed, args.epochs, args.eval_every, args.model)
         text = json.dumps(r)
         if args.out: Path(args.out).write_text(text)
         print(json.dumps({k: r[k] for k in ("task", "method", "seed")} | {"final": r["curve"][-1], "start": r["curve"][0]}))

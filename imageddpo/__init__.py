@@ -12,7 +12,7 @@ _PUBLIC = {"pocket": ["pocket_pipeline", "tiny_pipeline"],
            "scheduler": ["DDPOStepOutput", "ddim_step_with_logprob"],
            "pipeline": ["I2IDDPOStableDiffusionPipeline", "RolloutOutput"],
            "sdxl": ["I2IDDPOStableDiffusionXLPipeline", "tiny_sdxl_pipeline"],
-           "sd3": ["I2IDDPOStableDiffusion3Pipeline", "tiny_sd3_pipeline"],
+           "sd3": ["I2IDDPOStableDiffusion3Pipeline", "tiny_sd3_pipeline", "pocket_sd3_pipeline"],
            "flow_scheduler": ["flow_sde_step_with_logprob"],
            "families": ["policy_for"],
            "builtin_rewards": ["classifier_confidence", "fidelity_reward", "jpeg_compressibility", "jpeg_incompressibility", "weighted_sum"],
@@ -41,7 +41,7 @@ if typing.TYPE_CHECKING:  # what editors and type checkers see
     from imageddpo.scheduler import DDPOStepOutput, ddim_step_with_logprob
     from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline, RolloutOutput
     from imageddpo.sdxl import I2IDDPOStableDiffusionXLPipeline, tiny_sdxl_pipeline
-    from imageddpo.sd3 import I2IDDPOStableDiffusion3Pipeline, tiny_sd3_pipeline
+    from imageddpo.sd3 import I2IDDPOStableDiffusion3Pipeline, tiny_sd3_pipeline, pocket_sd3_pipeline
     from imageddpo.flow_scheduler import flow_sde_step_with_logprob
     from imageddpo.families import policy_for
     from imageddpo.builtin_rewards import classifier_confidence, fidelity_reward, jpeg_compressibility, jpeg_incompressibility, weighted_sum
@@ -52,7 +52,7 @@ if typing.TYPE_CHECKING:  # what editors and type checkers see
 _all_ = ["pocket_pipeline", "tiny_pipeline", "corrupt", "pocket_classifier", "pocket_prompt_function", "pocket_reward",
          "DDPOStepOutput", "ddim_step_with_logprob", "I2IDDPOStableDiffusionPipeline", "RolloutOutput",
          "I2IDDPOStableDiffusionXLPipeline", "tiny_sdxl_pipeline", "I2IDDPOStableDiffusion3Pipeline",
-         "tiny_sd3_pipeline", "flow_sde_step_with_logprob", "policy_for", "classifier_confidence",
+         "tiny_sd3_pipeline", "pocket_sd3_pipeline", "flow_sde_step_with_logprob", "policy_for", "classifier_confidence",
          "fidelity_reward", "jpeg_compressibility", "jpeg_incompressibility", "weighted_sum", "ImageDDPOConfig", "EpochResult",
          "ImageDDPOTrainer", "TrainerCallback", "TrainingDashboard"]  # nbdev writes `__all__` from this literal list
 ```"""
@@ -63,9 +63,9 @@ _all_ = ["pocket_pipeline", "tiny_pipeline", "corrupt", "pocket_classifier", "po
 __all__ = ['pocket_pipeline', 'tiny_pipeline', 'corrupt', 'pocket_classifier', 'pocket_prompt_function', 'pocket_reward',
            'DDPOStepOutput', 'ddim_step_with_logprob', 'I2IDDPOStableDiffusionPipeline', 'RolloutOutput',
            'I2IDDPOStableDiffusionXLPipeline', 'tiny_sdxl_pipeline', 'I2IDDPOStableDiffusion3Pipeline',
-           'tiny_sd3_pipeline', 'flow_sde_step_with_logprob', 'policy_for', 'classifier_confidence', 'fidelity_reward',
-           'jpeg_compressibility', 'jpeg_incompressibility', 'weighted_sum', 'ImageDDPOConfig', 'EpochResult',
-           'ImageDDPOTrainer', 'TrainerCallback', 'TrainingDashboard']
+           'tiny_sd3_pipeline', 'pocket_sd3_pipeline', 'flow_sde_step_with_logprob', 'policy_for',
+           'classifier_confidence', 'fidelity_reward', 'jpeg_compressibility', 'jpeg_incompressibility', 'weighted_sum',
+           'ImageDDPOConfig', 'EpochResult', 'ImageDDPOTrainer', 'TrainerCallback', 'TrainingDashboard']
 
 # %% ../nbs/index.ipynb #863dfcb8
 __version__ = "0.2.0"
@@ -79,7 +79,7 @@ _PUBLIC = {"pocket": ["pocket_pipeline", "tiny_pipeline"],
            "scheduler": ["DDPOStepOutput", "ddim_step_with_logprob"],
            "pipeline": ["I2IDDPOStableDiffusionPipeline", "RolloutOutput"],
            "sdxl": ["I2IDDPOStableDiffusionXLPipeline", "tiny_sdxl_pipeline"],
-           "sd3": ["I2IDDPOStableDiffusion3Pipeline", "tiny_sd3_pipeline"],
+           "sd3": ["I2IDDPOStableDiffusion3Pipeline", "tiny_sd3_pipeline", "pocket_sd3_pipeline"],
            "flow_scheduler": ["flow_sde_step_with_logprob"],
            "families": ["policy_for"],
            "builtin_rewards": ["classifier_confidence", "fidelity_reward", "jpeg_compressibility", "jpeg_incompressibility", "weighted_sum"],
@@ -108,7 +108,7 @@ if typing.TYPE_CHECKING:  # what editors and type checkers see
     from imageddpo.scheduler import DDPOStepOutput, ddim_step_with_logprob
     from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline, RolloutOutput
     from imageddpo.sdxl import I2IDDPOStableDiffusionXLPipeline, tiny_sdxl_pipeline
-    from imageddpo.sd3 import I2IDDPOStableDiffusion3Pipeline, tiny_sd3_pipeline
+    from imageddpo.sd3 import I2IDDPOStableDiffusion3Pipeline, tiny_sd3_pipeline, pocket_sd3_pipeline
     from imageddpo.flow_scheduler import flow_sde_step_with_logprob
     from imageddpo.families import policy_for
     from imageddpo.builtin_rewards import classifier_confidence, fidelity_reward, jpeg_compressibility, jpeg_incompressibility, weighted_sum
@@ -119,6 +119,6 @@ if typing.TYPE_CHECKING:  # what editors and type checkers see
 _all_ = ["pocket_pipeline", "tiny_pipeline", "corrupt", "pocket_classifier", "pocket_prompt_function", "pocket_reward",
          "DDPOStepOutput", "ddim_step_with_logprob", "I2IDDPOStableDiffusionPipeline", "RolloutOutput",
          "I2IDDPOStableDiffusionXLPipeline", "tiny_sdxl_pipeline", "I2IDDPOStableDiffusion3Pipeline",
-         "tiny_sd3_pipeline", "flow_sde_step_with_logprob", "policy_for", "classifier_confidence",
+         "tiny_sd3_pipeline", "pocket_sd3_pipeline", "flow_sde_step_with_logprob", "policy_for", "classifier_confidence",
          "fidelity_reward", "jpeg_compressibility", "jpeg_incompressibility", "weighted_sum", "ImageDDPOConfig", "EpochResult",
          "ImageDDPOTrainer", "TrainerCallback", "TrainingDashboard"]  # nbdev writes `__all__` from this literal list
