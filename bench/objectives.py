@@ -27,8 +27,10 @@ METHODS = {  # name -> ImageDDPOConfig overrides on top of the demo's configurat
 }
 EXTRA = {  # measured on the demo task only (python bench/objectives.py --extra): what else the objectives allow
     "nft_g8_eta0": dict(train_objective="nft", sample_group_size=8, sample_eta=0.0),  # deterministic DDIM sampling
+    "nft_g8_n5": dict(train_objective="nft", sample_group_size=8, sample_num_steps=5),  # half the sampling steps in training
+    "ppo_g8_w2": dict(train_objective="ppo", sample_group_size=8, sde_window=2, sde_window_stride=10),  # MixGRPO's sliding window
 }
-FLOW_METHODS = ("nft_g8", "ppo_g8")  # measured on the pocket flow model (SD3 architecture, chapter 02d), demo task, 40 epochs
+FLOW_METHODS = ("nft_g8", "ppo_g8", "nft_g8_n5", "ppo_g8_w2")  # on the pocket flow model (SD3 architecture, chapter 02d), demo task, 40 epochs
 TASKS = ("demo", "blind")
 RESULTS = Path(__file__).parent / "results"
 
@@ -62,9 +64,11 @@ class SecondJudge:
 
 @torch.no_grad()
 def evaluate(policy, config, task:str, heldout, judge:SecondJudge, classifier) -> dict:
-    "Held-out accuracy under both judges and the mean reward, sampling as the last epoch does (fixed seed)."
+    "Held-out accuracy under both judges and the mean reward, sampling as the last epoch does (fixed seed) with the demo's N steps."
+    from imageddpo.demo import DEMO_CONFIG
     corrupted, _, labels = heldout
-    arguments, generator, outputs = config.rollout_arguments(config.num_epochs - 1), torch.Generator().manual_seed(1234), []
+    arguments = {**config.rollout_arguments(config.num_epochs - 1), "num_inference_steps": DEMO_CONFIG["sample_num_steps"]}
+    generator, outputs = torch.Generator().manual_seed(1234), []
     for start in range(0, len(corrupted), 128):
         prompts = [task_prompt(task, int(y)) for y in labels[start:start + 128]]
         outputs.append(policy.rollout(corrupted[start:start + 128], prompts, generator=generator, **arguments).images.cpu())
@@ -111,17 +115,15 @@ def run(task:str, method:str, seed:int, epochs:int, eval_every:int, model:str="p
                 training_reward=[h["reward_mean"] for h in trainer.history],
                 uniform_group_fraction=[h.get("uniform_group_fraction") for h in trainer.history])
 
-def timing(epochs:int=6) -> dict:
+def timing(epochs:int=6, methods=tuple(METHODS), model:str="pocket") -> dict:
     "Median seconds of an epoch (sampling + reward + training) per method, after one warm-up epoch, one process, one thread."
     from imageddpo.demo import demo_inputs, demo_prompt_function
     from imageddpo.digits import pocket_reward
-    from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline
-    from imageddpo.pocket import pocket_pipeline
     from imageddpo.trainer import ImageDDPOTrainer
     result = {}
-    for method in METHODS:
+    for method in methods:
         trainer = ImageDDPOTrainer(method_config(method, epochs), pocket_reward(), demo_prompt_function(*demo_inputs("train", seed=0)),
-                                   I2IDDPOStableDiffusionPipeline(pocket_pipeline()))
+                                   policy_for_model(model))
         seconds = []
         for epoch in range(epochs):
             start = time.perf_counter(); trainer.step(epoch); seconds.append(time.perf_counter() - start)
@@ -241,10 +243,15 @@ def main():
     parser.add_argument("--extra", action="store_true", help="the EXTRA methods on the demo task, 40 epochs, 3 seeds")
     parser.add_argument("--model", choices=("pocket", "pocket-sd3"), default="pocket", help="the model one run trains")
     parser.add_argument("--flow", action="store_true", help="FLOW_METHODS on the pocket flow model, demo task, 40 epochs")
+    parser.add_argument("--flow-timing", action="store_true", help="median epoch seconds of FLOW_METHODS on the pocket flow model")
     args = parser.parse_args()
-    if args.flow:
+    if args.flow_timing:
+        torch.set_num_threads(1)
+        (RESULTS / "flow_pocket_timing.json").write_text(json.dumps(dict(threads=1, seconds_per_epoch=timing(
+            methods=FLOW_METHODS, model="pocket-sd3")), indent=1))
+    elif args.flow:
         FLOW_RUNS.mkdir(parents=True, exist_ok=True)
-        todo = [(m, s) for m in FLOW_METHODS for s in args.seeds]
+        todo = [(m, s) for m in FLOW_METHODS for s in args.seeds if not (FLOW_RUNS / f"demo_{m}_s{s}.json").exists()]
         while todo:
             batch, todo = todo[:args.jobs], todo[args.jobs:]
             if any([p.wait() for p in [run_process("demo", m, s, 40, args.eval_every, "pocket-sd3") for m, s in batch]]):
@@ -254,10 +261,10 @@ def main():
         print("wrote", RESULTS / "flow_pocket.json")
     elif args.extra:
         RUNS.mkdir(parents=True, exist_ok=True)
-        for method in EXTRA:
+        for method in ("nft_g8_eta0",):  # the SD 1.x pocket model's extra run (nft_g8_n5 is measured with --flow)
             if any([p.wait() for p in [run_process("demo", method, s, 40, args.eval_every) for s in args.seeds]]):
                 raise SystemExit(f"{method} failed")
-        (RESULTS / "objectives_extra.json").write_text(json.dumps(dict(eval_every=args.eval_every, runs=finished_runs(EXTRA))))
+        (RESULTS / "objectives_extra.json").write_text(json.dumps(dict(eval_every=args.eval_every, runs=finished_runs(("nft_g8_eta0",)))))
     elif args.merge:
         runs = finished_runs(METHODS)
         budgets = {m: 180 if m == "ppo" else args.budget for m in METHODS}

@@ -6,7 +6,7 @@ Docs: https://hectorastrom.github.io/imageddpo/config.html.md"""
 
 # %% auto #0
 __all__ = ['NoiseStrength', 'TRL_FIELDS', 'ImageDDPOConfig', 'noise_strength_at', 'trained_step_count', 'trained_steps',
-           'rollout_arguments', 'from_trl']
+           'rollout_arguments', 'sde_window_at', 'from_trl']
 
 # %% ../nbs/05_config.ipynb #10ce9c47
 import dataclasses, importlib.util, sys
@@ -43,7 +43,7 @@ class ImageDDPOConfig:
     resume_from: str = ""              # a checkpoint folder, "latest", or "" to start fresh
     # --- TRL DDPOConfig: sampling ---
     sample_num_steps: int = 50         # N, the length of the DDIM schedule (noise_strength selects its last K steps)
-    sample_eta: float = 1.0            # DDIM noise; > 0 for PPO (NFT and AWM train from any sampler, eta = 0 too)
+    sample_eta: float = 1.0            # DDIM noise (flow models: the SDE's noise level a); > 0 for PPO (NFT, AWM: any, 0 too)
     sample_guidance_scale: float = 5.0 # classifier-free guidance when > 1; <= 1 samples with the prompt alone
     sample_batch_size: int = 1         # samples per rollout batch, per process
     sample_num_batches_per_epoch: int = 2  # rollout batches per epoch, per process
@@ -92,6 +92,8 @@ class ImageDDPOConfig:
     group_std: str = "group"           # a group's advantages divided by the std of the "group" or of the whole "batch"
     group_same_noise: bool = False     # a group's rollouts start from one noised latent (flow_grpo's same_latent)
     group_skip_uniform: bool = False   # leave groups whose rewards are all equal out of training (they carry no signal)
+    sde_window: int = 0                # sample stochastically (and train, with PPO) only this many consecutive executed steps, the rest deterministic (MixGRPO); 0 = all
+    sde_window_stride: int = 0         # epochs per one-step move of the window towards low noise; 0 = fixed at the first executed step
 
     def __post_init__(self):
         _take_project_kwargs(self)
@@ -152,6 +154,10 @@ def _problems(c:ImageDDPOConfig) -> list[str]:
              "to train (the forward-process objectives 'nft' and 'awm' train from any sampler)")
     need(lambda: c.sample_eta >= 0, "sample_eta", "must be >= 0")
     need(lambda: c.nft_beta > 0, "nft_beta", "must be > 0")
+    for name in ("sde_window", "sde_window_stride"):
+        need(lambda: isinstance(getattr(c, name), int) and getattr(c, name) >= 0, name, "must be an int >= 0")
+    need(lambda: c.sde_window == 0 or c.sample_eta > 0, "sde_window",
+         "needs sample_eta > 0: it is the window of steps sampled with noise (with eta 0 every step is deterministic)")
     need(lambda: c.group_std in ("group", "batch"), "group_std", "must be 'group' or 'batch'")
     if ints["sample_group_size"] and ints["sample_batch_size"] and ints["sample_num_batches_per_epoch"]:
         per_process = c.sample_batch_size * c.sample_num_batches_per_epoch
@@ -195,6 +201,10 @@ def _problems(c:ImageDDPOConfig) -> list[str]:
                         f"{value:g} with sample_num_steps={c.sample_num_steps} executes no step (epoch {epoch})"): break
             if fraction_ok and not need(lambda: trained_step_count(c, k) >= 1, "train_timestep_fraction",
                                         f"trains int({k} * {c.train_timestep_fraction}) = 0 of the {k} executed steps at epoch {epoch}"): break
+            if isinstance(c.sde_window, int) and c.sde_window > 0:
+                if not need(lambda: c.sde_window <= k, "sde_window", f"is longer than the {k} executed steps at epoch {epoch}"): break
+                if fraction_ok and not need(lambda: trained_step_count(c, c.sde_window) >= 1, "train_timestep_fraction",
+                                            f"trains int({c.sde_window} * {c.train_timestep_fraction}) = 0 of the sde_window's steps"): break
     return problems
 
 def _validate(c:ImageDDPOConfig):
@@ -231,7 +241,12 @@ def rollout_arguments(config:ImageDDPOConfig, epoch:int) -> dict:
     "The keyword arguments of `I2IDDPOStableDiffusionPipeline.rollout` with which `epoch` samples (all but images, prompts, generator)."
     return dict(noise_strength=noise_strength_at(config, epoch), num_inference_steps=config.sample_num_steps,
                 guidance_scale=config.sample_guidance_scale, eta=config.sample_eta, guidance_rescale=config.guidance_rescale,
-                negative_prompt=config.negative_prompts or None)
+                negative_prompt=config.negative_prompts or None, stochastic_window=sde_window_at(config, epoch))
+
+def sde_window_at(config:ImageDDPOConfig, epoch:int) -> tuple[int, int]|None:
+    "`epoch`'s stochastic window as (offset, size): the window starts `offset` executed steps in (the rollout keeps it inside); None = all steps."
+    if not config.sde_window: return None
+    return (epoch // config.sde_window_stride if config.sde_window_stride else 0, config.sde_window)
 
 ImageDDPOConfig.rollout_arguments = rollout_arguments
 

@@ -123,7 +123,7 @@ class RolloutOutput:
     input_images: torch.Tensor      # [B, 3, H, W] float32 in [0, 1]: the inputs, as preprocessed
     latents: torch.Tensor           # [B, K+1, C, h, w]: x_{t_start}, then the latent after each step
     log_probs: torch.Tensor | None  # [B, K] float32: log pi(x_{k+1} | x_k); None when eta = 0 (deterministic)
-    timesteps: torch.Tensor         # [B, K] int64: the executed timesteps
+    timesteps: torch.Tensor         # [B, K]: the executed timesteps (int64 for DDIM; float32, 1000 sigma, for flow models)
     prompts: list[str]
     prompt_embeds: torch.Tensor     # [B, L, D]: the conditioning the UNet saw
     negative_prompt_embeds: torch.Tensor | None  # [B, L, D] with guidance > 1, else None
@@ -137,6 +137,13 @@ class RolloutOutput:
     negative_pooled_prompt_embeds: torch.Tensor | None = None
     add_time_ids: torch.Tensor | None = None
     negative_add_time_ids: torch.Tensor | None = None
+    stochastic_steps: tuple[int, int] | None = None  # (first, count): the only steps sampled with noise; None = all (log_probs NaN outside)
+
+    @property
+    def stochastic_range(self) -> range:
+        "The executed steps sampled with noise: the ones with log-probabilities, that PPO trains."
+        first, count = self.stochastic_steps or (0, self.timesteps.shape[1])
+        return range(first, first + count)
 
     @property
     def conditioning(self) -> Conditioning:
@@ -276,7 +283,7 @@ def predict_noise(self:I2IDDPOStableDiffusionPipeline,
                   cond:Conditioning,             # embeddings, micro-conditioning and guidance
                   unet:torch.nn.Module|None=None, # the module to run (a trainer passes its DDP-wrapped UNet); default `self.unet`
                  ) -> torch.Tensor:
-    "The UNet's guided noise prediction: one call without guidance, one batched (uncond, cond) call with it."
+    "The denoiser's guided prediction (noise; velocity for flow models): one call, or one batched (uncond, cond) call under guidance."
     unet = self.unet if unet is None else unet
     t = timesteps.expand(latents.shape[0]) if timesteps.ndim == 0 else timesteps  # one per row, as diffusers passes them
     if not cond.guided: return unet(latents, timestep=t, **self.denoiser_inputs(cond), return_dict=False)[0]
@@ -424,6 +431,16 @@ def decode(self:I2IDDPOStableDiffusionPipeline, latents:torch.Tensor) -> torch.T
         images = self.vae.decode(latents, return_dict=False)[0]
     return (images.float() / 2 + 0.5).clamp(0, 1)
 
+# %% ../nbs/02_pipeline.ipynb #66886b51
+def _stochastic_steps(window:tuple[int, int]|None, executed:int) -> tuple[int, int]|None:
+    "A rollout's `stochastic_window` (offset, size) as (first, count) inside its K executed steps; None (all) when it covers them."
+    if window is None: return None
+    offset, size = window
+    if not (isinstance(size, int) and 1 <= size) or not (isinstance(offset, int) and offset >= 0):
+        raise ValueError(f"stochastic_window must be (offset >= 0, size >= 1), got {window!r}")
+    if size > executed: raise ValueError(f"stochastic_window: {size} steps, but this rollout executes {executed}")
+    return None if size == executed else (min(offset, executed - size), size)
+
 # %% ../nbs/02_pipeline.ipynb #d4706ca9
 @patch
 @torch.no_grad()
@@ -439,11 +456,13 @@ def rollout(self:I2IDDPOStableDiffusionPipeline,
             negative_prompt:str|None=None, # the unconditional prompt under guidance (default: "")
             return_pred_original_samples:bool=False, # also keep the predicted x_0 latent of every step
             start_latents:torch.Tensor|None=None, # x at the first executed step, [B, C, h, w]: skips encoding and noising `images`
+            stochastic_window:tuple[int, int]|None=None, # (offset, size): only `size` consecutive steps from `offset` (kept inside) use eta (MixGRPO)
            ) -> RolloutOutput:
     "Noise `images` to the start of the executed schedule and denoise them, recording latents and log-probs."
     # 1. check inputs (before any model call)
     images = to_image_batch(images)
     prompts, timesteps = self.check_inputs(images, prompts, noise_strength, num_inference_steps, guidance_scale, eta, generator)
+    window = _stochastic_steps(stochastic_window, len(timesteps))
     device = self.device
     timesteps = timesteps.to(device)
     # 2. encode the prompts
@@ -452,14 +471,16 @@ def rollout(self:I2IDDPOStableDiffusionPipeline,
     if start_latents is None: latents = self._prepare_latents(images, timesteps[:1], generator, num_inference_steps)
     else: latents = _checked_start_latents(self, start_latents, images).to(device, self.dtype)
     # 4. denoise, recording every latent, log-prob and (optionally) predicted x_0
-    noises = _step_noises(latents.shape, len(timesteps), generator, device, latents.dtype) if eta > 0 else None
+    noises = _step_noises(latents.shape, len(timesteps), generator, device, latents.dtype) if eta > 0 else None  # all K: one RNG use
+    stochastic = range(len(timesteps)) if window is None else range(window[0], window[0] + window[1])
     trajectory, log_probs, pred_x0 = [latents], [], []
     for k, t in enumerate(timesteps):
-        step = self.step_distribution(latents, t, cond, num_inference_steps, eta,
-                                      variance_noise=None if noises is None else noises[k])
+        step_eta = eta if k in stochastic else 0.0  # outside the window: the deterministic step
+        step = self.step_distribution(latents, t, cond, num_inference_steps, step_eta,
+                                      variance_noise=None if noises is None or step_eta == 0 else noises[k])
         latents = step.prev_sample
         trajectory.append(latents)
-        if eta > 0: log_probs.append(step.log_prob)
+        if eta > 0: log_probs.append(step.log_prob if step_eta > 0 else torch.full(latents.shape[:1], torch.nan, device=device))
         if return_pred_original_samples: pred_x0.append(step.pred_original_sample)
     # 5. decode
     return RolloutOutput(
@@ -468,7 +489,8 @@ def rollout(self:I2IDDPOStableDiffusionPipeline,
         timesteps=timesteps.repeat(len(prompts), 1), prompts=prompts, **cond.tensors(),
         guidance_scale=guidance_scale, guidance_rescale=guidance_rescale,
         eta=eta, noise_strength=noise_strength, num_inference_steps=num_inference_steps,
-        pred_original_samples=torch.stack(pred_x0, dim=1) if return_pred_original_samples else None)
+        pred_original_samples=torch.stack(pred_x0, dim=1) if return_pred_original_samples else None,
+        stochastic_steps=window if eta > 0 else None)
 
 # %% ../nbs/02_pipeline.ipynb #fb0a688b
 @patch
@@ -485,9 +507,9 @@ def replay_steps(self:I2IDDPOStableDiffusionPipeline,
 
 @patch
 def replay_log_probs(self:I2IDDPOStableDiffusionPipeline, out:RolloutOutput, steps=None) -> torch.Tensor:
-    "Recompute the log-probs of `out`'s recorded steps (all, or the indices `steps`) under the current weights; [B, len(steps)]."
+    "Recompute the log-probs of `out`'s stochastic steps (all, or the indices `steps`) under the current weights; [B, len(steps)]."
     rows = torch.arange(len(out.prompts), device=out.latents.device)
-    steps = range(out.timesteps.shape[1]) if steps is None else steps
+    steps = out.stochastic_range if steps is None else steps
     return torch.stack([self.replay_steps(out, rows, torch.full_like(rows, k)).log_prob for k in steps], dim=1)
 
 # %% ../nbs/02_pipeline.ipynb #35f19a4a

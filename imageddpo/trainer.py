@@ -450,10 +450,12 @@ def train_on_samples(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:to
     "One pass (inner epoch) over the epoch's samples; updates `global_step`, returns the micro-steps' diagnostics."
     c, acc = self.config, self.accelerator
     n, K = samples.timesteps.shape
-    T, accumulation = c.trained_step_count(K), c.train_gradient_accumulation_steps
+    accumulation, window = c.train_gradient_accumulation_steps, samples.stochastic_range  # PPO: the stochastic steps (all K, or sde_window)
+    T = c.trained_step_count(K if points is not None else len(window))
     g = torch.Generator().manual_seed(_seed_for(c.seed, TRAINING_SEED, epoch, acc.process_index, inner))
     order = torch.randperm(n, generator=g) if rows is None else rows[torch.randperm(len(rows), generator=g)]
-    if points is None: steps = torch.stack([torch.randperm(K, generator=g)[:T] for _ in range(n)])  # each sample its own subset
+    if points is None:  # each sample its own subset of the stochastic steps
+        steps = torch.stack([torch.randperm(len(window), generator=g)[:T] for _ in range(n)]) + window.start
     else: steps = torch.arange(T).expand(n, T)  # every forward point of a sample (`forward_points` drew them at random)
     advantages = advantages.to(acc.device)  # once, not per micro-step
     minibatches, diagnostics = order.split(c.train_batch_size) if len(order) else (), defaultdict(list)  # no rows: no step

@@ -34,6 +34,7 @@ CASES = {
     "awm, groups of 2, batch std, kl": dict(train_objective="awm", sample_group_size=2, group_std="batch", kl_coef=0.1),
     "ppo, groups of 4, uniform skipped": dict(sample_group_size=4, group_skip_uniform=True),
     "nft, 2 inner epochs, kl": dict(train_objective="nft", train_num_inner_epochs=2, kl_coef=0.1, train_timestep_fraction=0.5),
+    "ppo, sliding sde window of 2, kl": dict(sde_window=2, sde_window_stride=1, kl_coef=0.1),
 }
 
 @pytest.mark.parametrize("case", list(CASES))

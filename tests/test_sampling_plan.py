@@ -28,6 +28,6 @@ def test_trainer_dashboard_and_demo_sample_alike(tmp_path):
     with pytest.raises(Stop): evaluate(trainer.sd_pipeline, images, torch.tensor([1, 2]), config, epoch=epoch)
     assert len(calls) == 3 and calls[0] == calls[1] == calls[2], calls
     assert calls[0] == dict(noise_strength=config.noise_strength_at(epoch), num_inference_steps=20, guidance_scale=5.0,
-                            eta=0.8, guidance_rescale=0.7, negative_prompt="blurry")
+                            eta=0.8, guidance_rescale=0.7, negative_prompt="blurry", stochastic_window=None)
     with pytest.raises(Stop): evaluate(trainer.sd_pipeline, images, torch.tensor([1, 2]), config)  # default: the last epoch
     assert calls[-1]["noise_strength"] == pytest.approx(0.3)
