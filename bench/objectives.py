@@ -115,21 +115,35 @@ def run(task:str, method:str, seed:int, epochs:int, eval_every:int, model:str="p
                 training_reward=[h["reward_mean"] for h in trainer.history],
                 uniform_group_fraction=[h.get("uniform_group_fraction") for h in trainer.history])
 
-def timing(epochs:int=6, methods=tuple(METHODS), model:str="pocket") -> dict:
+def timing(epochs:int=6) -> dict:
     "Median seconds of an epoch (sampling + reward + training) per method, after one warm-up epoch, one process, one thread."
     from imageddpo.demo import demo_inputs, demo_prompt_function
     from imageddpo.digits import pocket_reward
     from imageddpo.trainer import ImageDDPOTrainer
     result = {}
-    for method in methods:
+    for method in METHODS:
         trainer = ImageDDPOTrainer(method_config(method, epochs), pocket_reward(), demo_prompt_function(*demo_inputs("train", seed=0)),
-                                   policy_for_model(model))
+                                   policy_for_model("pocket"))
         seconds = []
         for epoch in range(epochs):
             start = time.perf_counter(); trainer.step(epoch); seconds.append(time.perf_counter() - start)
         result[method] = statistics.median(seconds[1:])
         print(f"{method:>8}: {result[method]:.3f} s/epoch", flush=True)
     return result
+
+def interleaved_timing(methods, model:str, epochs:int=8) -> dict:
+    "Median epoch seconds per method, one trainer each in one process, their epochs taken in turn (a shared machine's drift hits all alike)."
+    from imageddpo.demo import demo_inputs, demo_prompt_function
+    from imageddpo.digits import pocket_reward
+    from imageddpo.trainer import ImageDDPOTrainer
+    inputs = demo_inputs("train", seed=0)
+    trainers = {m: ImageDDPOTrainer(method_config(m, epochs), pocket_reward(), demo_prompt_function(*inputs), policy_for_model(model))
+                for m in methods}
+    seconds = {m: [] for m in methods}
+    for epoch in range(epochs):
+        for m, trainer in trainers.items():
+            start = time.perf_counter(); trainer.step(epoch); seconds[m].append(time.perf_counter() - start)
+    return {m: statistics.median(v[1:]) for m, v in seconds.items()}  # the first epoch is a warm-up
 
 RUNS = RESULTS / "objectives_runs"  # one JSON file per (task, method, seed); the grid's and --extra's
 
@@ -243,12 +257,12 @@ def main():
     parser.add_argument("--extra", action="store_true", help="the EXTRA methods on the demo task, 40 epochs, 3 seeds")
     parser.add_argument("--model", choices=("pocket", "pocket-sd3"), default="pocket", help="the model one run trains")
     parser.add_argument("--flow", action="store_true", help="FLOW_METHODS on the pocket flow model, demo task, 40 epochs")
-    parser.add_argument("--flow-timing", action="store_true", help="median epoch seconds of FLOW_METHODS on the pocket flow model")
+    parser.add_argument("--flow-timing", action="store_true", help="median epoch seconds of FLOW_METHODS on the pocket flow model, interleaved")
     args = parser.parse_args()
     if args.flow_timing:
         torch.set_num_threads(1)
-        (RESULTS / "flow_pocket_timing.json").write_text(json.dumps(dict(threads=1, seconds_per_epoch=timing(
-            methods=FLOW_METHODS, model="pocket-sd3")), indent=1))
+        (RESULTS / "flow_pocket_timing.json").write_text(json.dumps(dict(threads=1, interleaved=True, seconds_per_epoch=
+            interleaved_timing(FLOW_METHODS, "pocket-sd3")), indent=1))
     elif args.flow:
         FLOW_RUNS.mkdir(parents=True, exist_ok=True)
         todo = [(m, s) for m in FLOW_METHODS for s in args.seeds if not (FLOW_RUNS / f"demo_{m}_s{s}.json").exists()]
