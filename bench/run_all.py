@@ -168,7 +168,7 @@ def main():
     log("7. micro"); result["micro"] = run_worker(sys.executable, HERE/"micro.py", ["--json-only"])
     if cuda and not a.skip_sd15:
         import sd15
-        log("6. SD 1.5 shapes"); result["sd15"] = sd15.run("cuda", progress=log)
+        log("6. SD 1.5 shapes"); result["sd15"] = sd15.run(device="cuda", progress=log)
     result["wall_s"] = time.perf_counter() - start
     result["goals"] = goals(result)
     print(table(result))

@@ -91,62 +91,79 @@ def train_config(name:str, settings:dict, device:str, size:int, width_divisor:in
     if device == "cuda": torch.cuda.empty_cache()
     return row
 
-def rollout_rows(device:str, size:int, width_divisor:int, dtype, repeats:int=5) -> list[dict]:
-    "Our rollout vs diffusers' img2img on the same SD 1.5-shaped components (batch 4, guidance 7.5, N=20)."
-    import rollout
-    return rollout.bench("sd15", device, repeats, batch=4, steps=20, strengths=(0.4, 0.8), guidances=(7.5,),
-                         build=lambda: sd15_pipeline(device, size, width_divisor).to(dtype=dtype), size=size)
-
 def workload_for(smoke:bool) -> dict:
     "The epoch every configuration runs: 20 steps at strength 0.5 (K = 10, 5 trained), guidance 5, 16 samples, train batch 4."
     return dict(sample_num_steps=4 if smoke else 20, noise_strength=0.5, train_timestep_fraction=0.5, sample_guidance_scale=5.0,
                 sample_batch_size=2 if smoke else 8, sample_num_batches_per_epoch=1 if smoke else 2,
                 train_batch_size=2 if smoke else 4)
 
-def scale(smoke:bool, size:int, epochs:int) -> tuple:
+# what bench/sdxl.py and bench/sd3.py set differently: the name, the builder, sizes, and the rollout comparison
+NAME, build, SIZE, EPOCHS = "sd15", sd15_pipeline, 512, 3
+ROLLOUT = dict(batch=4, guidance=7.5, dtype="float16", repeats=5)
+
+# --- the machinery every shapes script (sd15, sdxl, sd3) runs: `family` is the script's module --------------------------
+
+def scale(family, smoke:bool, size:int, epochs:int) -> tuple:
     "(size, width_divisor, configs, epochs): the real ones, or the smoke run's narrow 64 px copy."
-    return (64, 10, SMOKE_CONFIGS, 2) if smoke else (size, 1, CONFIGS, epochs)
+    return (64, 10, family.SMOKE_CONFIGS, 2) if smoke else (size, 1, family.CONFIGS, epochs)
 
-def worker(name:str, device:str, size:int, epochs:int, smoke:bool) -> dict:
+def worker(family, name:str, device:str, size:int, epochs:int, smoke:bool) -> dict:
     "One configuration, in this process."
-    size, width_divisor, configs, epochs = scale(smoke, size, epochs)
-    return train_config(name, configs[name], device, size, width_divisor, epochs, workload_for(smoke))
+    size, width_divisor, configs, epochs = scale(family, smoke, size, epochs)
+    return train_config(name, configs[name], device, size, width_divisor, epochs, family.workload_for(smoke), build=family.build)
 
-def run(device:str|None=None, size:int=512, epochs:int=3, smoke:bool=False, progress=print) -> dict:
-    "Every configuration on `device` (CUDA unless `smoke`), plus the rollout comparison."
+def rollout_rows(family, device:str, size:int, width_divisor:int, dtype, repeats:int) -> list[dict]:
+    "Our rollout vs diffusers' img2img of the family on the same components (N=20, strengths 0.4 and 0.8)."
+    import rollout
+    r = family.ROLLOUT
+    return rollout.bench(family.NAME, device, repeats, batch=r["batch"], steps=20, strengths=(0.4, 0.8), guidances=(r["guidance"],),
+                         build=lambda: family.build(device, size, width_divisor).to(dtype=dtype), size=size)
+
+def run(family=None, device:str|None=None, size:int|None=None, epochs:int|None=None, smoke:bool=False, progress=print,
+        partial=None) -> dict:
+    """Every configuration of `family` (default: SD 1.5) on `device` (CUDA unless `smoke`), then the rollout comparison;
+    `partial(result)` gets the rows so far after each configuration (a time limit that stops the run keeps them)."""
+    family = family or sys.modules[__name__]
+    size, epochs = size or family.SIZE, epochs or family.EPOCHS
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if not smoke and device != "cuda": raise SystemExit("bench/sd15.py needs a CUDA device (or --smoke for a CPU check of the code path)")
+    script = Path(family.__file__).name
+    if not smoke and device != "cuda": raise SystemExit(f"bench/{script} needs a CUDA device (or --smoke for a CPU check of the code path)")
     args = ["--device", device, "--size", size, "--epochs", epochs] + (["--smoke"] if smoke else [])
-    size, width_divisor, configs, epochs = scale(smoke, size, epochs)
-    workload = workload_for(smoke)
-    rows = []
+    size, width_divisor, configs, epochs = scale(family, smoke, size, epochs)
+    rows, setup = [], dict(size=size, width_divisor=width_divisor, epochs=epochs, timed_epochs=epochs - 1,
+                           **{k: v for k, v in family.workload_for(smoke).items() if k != "prompt"})
     for name in configs:
-        try: rows.append(run_worker(sys.executable, __file__, ["--worker", name, *args]))
+        try: rows.append(run_worker(sys.executable, family.__file__, ["--worker", name, *args]))
         except RuntimeError as e:  # one configuration failing (out of memory, say) leaves the others' figures
-            rows.append({"config": name, "error": str(e).strip().splitlines()[-1]}); progress(f"  sd15 {name}: {rows[-1]['error']}"); continue
-        r = rows[-1]
-        progress(f"  sd15 {name}: epoch {r['epoch_s']:.2f} s, sampling {r['sampling_samples_per_s']:.1f} samples/s, "
-                 f"training {r['training_samples_per_s']:.1f} samples/s"
-                 + (f", peak {r['gpu_peak_allocated_gb']:.2f} GB" if "gpu_peak_allocated_gb" in r else ""))
-    dtype = torch.float32 if smoke else torch.float16
-    roll = rollout_rows(device, size, width_divisor, dtype, repeats=2 if smoke else 5)
-    return {"setup": dict(size=size, width_divisor=width_divisor, epochs=epochs, timed_epochs=epochs - 1, **workload,
-                          rollout=dict(batch=4, num_inference_steps=20, guidance=7.5, dtype=str(dtype))),
-            "rows": rows, "rollout": roll}
+            rows.append({"config": name, "error": str(e).strip().splitlines()[-1]}); progress(f"  {family.NAME} {name}: {rows[-1]['error']}")
+        else:
+            r = rows[-1]
+            progress(f"  {family.NAME} {name}: epoch {r['epoch_s']:.2f} s, sampling {r['sampling_samples_per_s']:.2f} samples/s, "
+                     f"training {r['training_samples_per_s']:.2f} samples/s"
+                     + (f", peak {r['gpu_peak_allocated_gb']:.2f} GB" if "gpu_peak_allocated_gb" in r else ""))
+        if partial: partial({"setup": setup, "rows": rows})
+    dtype = torch.float32 if smoke else getattr(torch, family.ROLLOUT["dtype"])
+    roll = rollout_rows(family, device, size, width_divisor, dtype, repeats=2 if smoke else family.ROLLOUT["repeats"])
+    rollout_setup = dict(batch=family.ROLLOUT["batch"], num_inference_steps=20, guidance=family.ROLLOUT["guidance"], dtype=str(dtype))
+    return {"setup": {**setup, "rollout": rollout_setup}, "rows": rows, "rollout": roll}
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(family=None):
+    "The command line of a shapes script (this one, bench/sdxl.py, bench/sd3.py); its JSON is rewritten after every configuration."
+    family = family or sys.modules[__name__]
+    p = argparse.ArgumentParser(description=family.__doc__.splitlines()[0])
     p.add_argument("--device", default=None)
-    p.add_argument("--size", type=int, default=512)
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--size", type=int, default=family.SIZE)
+    p.add_argument("--epochs", type=int, default=family.EPOCHS, help="per configuration: one warm-up, the rest timed")
     p.add_argument("--smoke", action="store_true", help="a narrow 64 px copy on the CPU: checks the code path, measures nothing")
     p.add_argument("--out", default=None)
     p.add_argument("--worker", metavar="CONFIG", help="run one configuration in this process and print its row as JSON")
     a = p.parse_args()
     if a.worker:
-        print(json.dumps(worker(a.worker, a.device or "cuda", a.size, a.epochs, a.smoke))); return
-    result = {"machine": machine(), **run(a.device, a.size, a.epochs, a.smoke)}
+        print(json.dumps(worker(family, a.worker, a.device or "cuda", a.size, a.epochs, a.smoke))); return
+    write = lambda result: Path(a.out).write_text(json.dumps(result, indent=1)) if a.out else None
+    result = {"machine": machine(), **run(family, a.device, a.size, a.epochs, a.smoke,
+                                          partial=lambda part: write({"machine": machine(), **part, "complete": False}))}
     print(json.dumps(result["rollout"], indent=1))
-    if a.out: Path(a.out).write_text(json.dumps(result, indent=1)); print("wrote", a.out)
+    if a.out: write(result); print("wrote", a.out)
 
 if __name__ == "__main__": main()

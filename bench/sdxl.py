@@ -10,12 +10,10 @@ rollout against diffusers' `StableDiffusionXLImg2ImgPipeline` at 1024 px in fp16
     python bench/sdxl.py --out sdxl.json          # needs CUDA
     python bench/sdxl.py --smoke                  # CPU: a narrow copy at 64 px, to check the code path
 """
-import argparse, json, sys
-from pathlib import Path
+import sys
 
 import torch
 import sd15
-from common import machine, run_worker
 
 def sdxl_pipeline(device="cpu", size:int=1024, width_divisor:int=1):
     "A StableDiffusionXLPipeline with SDXL base's architecture (random weights) on `device`; `width_divisor` narrows it."
@@ -59,8 +57,7 @@ CONFIGS = {
     "full bf16 grad-ckpt, train batch 1 (80 GB)":  dict(use_lora=False, mixed_precision="bf16", train_batch_size=1,
                                                        gradient_checkpointing=True),
 }
-SMOKE_CONFIGS = {"LoRA fp32": dict(use_lora=True, mixed_precision="no"),
-                 "full fp32 grad-ckpt": dict(use_lora=False, mixed_precision="no", gradient_checkpointing=True)}
+SMOKE_CONFIGS = sd15.SMOKE_CONFIGS  # the smoke run checks the code path with the same two configurations
 
 def workload_for(smoke:bool) -> dict:
     "The epoch every configuration runs: 20 steps at strength 0.5 (K = 10, 5 trained), guidance 5, 8 samples."
@@ -68,58 +65,8 @@ def workload_for(smoke:bool) -> dict:
                 sample_batch_size=2 if smoke else 4, sample_num_batches_per_epoch=1 if smoke else 2,
                 train_batch_size=2, prompt="a photograph of a cat")
 
-def scale(smoke:bool, size:int, epochs:int) -> tuple:
-    return (64, 10, SMOKE_CONFIGS, 2) if smoke else (size, 1, CONFIGS, epochs)
+# this family's part of bench/sd15.py's machinery (it runs every configuration and the command line)
+NAME, build, SIZE, EPOCHS = "sdxl", sdxl_pipeline, 1024, 2
+ROLLOUT = dict(batch=2, guidance=5.0, dtype="float16", repeats=3)  # our rollout vs diffusers' SDXL img2img on the same components
 
-def worker(name:str, device:str, size:int, epochs:int, smoke:bool) -> dict:
-    "One configuration, in this process."
-    size, width_divisor, configs, epochs = scale(smoke, size, epochs)
-    return sd15.train_config(name, configs[name], device, size, width_divisor, epochs, workload_for(smoke), build=sdxl_pipeline)
-
-def rollout_rows(device:str, size:int, width_divisor:int, dtype, repeats:int=3) -> list[dict]:
-    "Our rollout vs diffusers' SDXL img2img on the same components (batch 2, guidance 5, N=20)."
-    import rollout
-    return rollout.bench("sdxl", device, repeats, batch=2, steps=20, strengths=(0.4, 0.8), guidances=(5.0,),
-                         build=lambda: sdxl_pipeline(device, size, width_divisor).to(dtype=dtype), size=size)
-
-def run(device:str|None=None, size:int=1024, epochs:int=2, smoke:bool=False, progress=print, partial=None) -> dict:
-    """Every configuration on `device` (CUDA unless `smoke`), then the rollout comparison; `partial(result)` is called
-    with the rows so far after each configuration (a time limit that stops the run keeps what was measured)."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if not smoke and device != "cuda": raise SystemExit("bench/sdxl.py needs a CUDA device (or --smoke for a CPU check of the code path)")
-    args = ["--device", device, "--size", size, "--epochs", epochs] + (["--smoke"] if smoke else [])
-    size, width_divisor, configs, epochs = scale(smoke, size, epochs)
-    rows, setup = [], dict(size=size, width_divisor=width_divisor, epochs=epochs, timed_epochs=epochs - 1,
-                           **{k: v for k, v in workload_for(smoke).items() if k != "prompt"})
-    for name in configs:
-        try: rows.append(run_worker(sys.executable, __file__, ["--worker", name, *args]))
-        except RuntimeError as e:  # out of memory in one configuration leaves the others' figures
-            rows.append({"config": name, "error": str(e).strip().splitlines()[-1]}); progress(f"  sdxl {name}: {rows[-1]['error']}"); continue
-        r = rows[-1]
-        progress(f"  sdxl {name}: epoch {r['epoch_s']:.2f} s, sampling {r['sampling_samples_per_s']:.2f} samples/s, "
-                 f"training {r['training_samples_per_s']:.2f} samples/s"
-                 + (f", peak {r['gpu_peak_allocated_gb']:.1f} GB" if "gpu_peak_allocated_gb" in r else ""))
-        if partial: partial({"setup": setup, "rows": rows})
-    dtype = torch.float32 if smoke else torch.float16
-    roll = rollout_rows(device, size, width_divisor, dtype, repeats=2 if smoke else 3)
-    return {"setup": {**setup, "rollout": dict(batch=2, num_inference_steps=20, guidance=5.0, dtype=str(dtype))},
-            "rows": rows, "rollout": roll}
-
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default=None)
-    p.add_argument("--size", type=int, default=1024)
-    p.add_argument("--epochs", type=int, default=2, help="per configuration: one warm-up, the rest timed")
-    p.add_argument("--smoke", action="store_true", help="a narrow 64 px copy on the CPU: checks the code path, measures nothing")
-    p.add_argument("--out", default=None)
-    p.add_argument("--worker", metavar="CONFIG", help="run one configuration in this process and print its row as JSON")
-    a = p.parse_args()
-    if a.worker:
-        print(json.dumps(worker(a.worker, a.device or "cuda", a.size, a.epochs, a.smoke))); return
-    write = lambda result: Path(a.out).write_text(json.dumps(result, indent=1)) if a.out else None
-    result = {"machine": machine(), **run(a.device, a.size, a.epochs, a.smoke,
-                                          partial=lambda part: write({"machine": machine(), **part, "complete": False}))}
-    print(json.dumps(result["rollout"], indent=1))
-    if a.out: write(result); print("wrote", a.out)
-
-if __name__ == "__main__": main()
+if __name__ == "__main__": sd15.main(sys.modules[__name__])

@@ -32,17 +32,23 @@ def flow_schedule(scheduler:FlowMatchEulerDiscreteScheduler, num_inference_steps
         cache[num_inference_steps] = probe.timesteps.float().cpu(), probe.sigmas.float().cpu()
     return cache[num_inference_steps]
 
+def _schedule_on(scheduler, num_inference_steps:int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    "`flow_schedule`'s timesteps and sigmas on `device`, copied there once (every step of a rollout reads them)."
+    cache, device = _flow_schedules.setdefault(scheduler, {}), torch.device(device)
+    if (num_inference_steps, device) not in cache:
+        cache[num_inference_steps, device] = tuple(x.to(device) for x in flow_schedule(scheduler, num_inference_steps))
+    return cache[num_inference_steps, device]
+
 def _row_sigmas(scheduler, timestep, num_inference_steps:int, rows:int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "sigma and the next sigma of each row's `timestep` in the N-step schedule, [B] float32 on `device`, and the schedule's second sigma."
-    timesteps, sigmas = flow_schedule(scheduler, num_inference_steps)
+    timesteps, sigmas = _schedule_on(scheduler, num_inference_steps, device)
     t = torch.as_tensor(timestep, device=device, dtype=torch.float32).reshape(-1)
     if t.numel() == 1: t = t.expand(rows)
     if t.numel() != rows: raise ValueError(f"timestep: expected one timestep or one per row ({rows}), got {t.numel()}")
-    index = (timesteps.to(device)[None, :] - t[:, None]).abs().argmin(dim=1)  # no host round trip on an accelerator
+    index = (timesteps[None, :] - t[:, None]).abs().argmin(dim=1)  # no host round trip on an accelerator
     if t.device.type == "cpu" and not torch.isin(t, timesteps).all():
         raise ValueError(f"timestep: {sorted(set(t[~torch.isin(t, timesteps)].tolist()))} are not timesteps of the "
                          f"{num_inference_steps}-step schedule")
-    sigmas = sigmas.to(device)
     return sigmas[index], sigmas[index + 1], sigmas[1]
 
 # %% ../nbs/01b_flow_scheduler.ipynb #8be7893b

@@ -6,7 +6,7 @@ Docs: https://hectorastrom.github.io/imageddpo/pocket.html.md"""
 
 # %% auto #0
 __all__ = ['SD15_SCHEDULER_CONFIG', 'TINY_WORDS', 'sd15_ddim_scheduler', 'tiny_tokenizer', 'tiny_unet', 'tiny_vae',
-           'tiny_text_encoder', 'tiny_pipeline', 'pocket_pipeline']
+           'tiny_text_encoder', 'tiny_pipeline', 'ready', 'pocket_pipeline']
 
 # %% ../nbs/00_pocket.ipynb #2a24d1a3
 import json, tempfile
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 from diffusers.utils import logging as diffusers_logging
 from transformers.utils import logging as transformers_logging
 
@@ -86,9 +86,11 @@ def tiny_vae(scaling_factor:float=0.18215, # SD 1.x's; SDXL's VAE uses 0.13025
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
         norm_num_groups=8, sample_size=64, scaling_factor=scaling_factor, force_upcast=force_upcast)
 
-def tiny_text_encoder(tokenizer:CLIPTokenizer, hidden_size:int=32) -> CLIPTextModel:
-    "A 2-layer `CLIPTextModel` sized for `tokenizer`'s vocabulary."
-    return CLIPTextModel(CLIPTextConfig(
+def tiny_text_encoder(tokenizer:CLIPTokenizer, hidden_size:int=32,
+                      projection:bool=False, # the kind SDXL's second and SD3's encoders are: a pooled, projected output too
+                     ) -> CLIPTextModel|CLIPTextModelWithProjection:
+    "A 2-layer CLIP text encoder sized for `tokenizer`'s vocabulary."
+    return (CLIPTextModelWithProjection if projection else CLIPTextModel)(CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size, projection_dim=hidden_size,
         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=tokenizer.model_max_length,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
@@ -104,7 +106,12 @@ def tiny_pipeline(seed:int=0, # seeds the random weights
             vae=tiny_vae(), text_encoder=tiny_text_encoder(tokenizer), tokenizer=tokenizer, unet=tiny_unet(),
             scheduler=sd15_ddim_scheduler(), safety_checker=None, feature_extractor=None,
             requires_safety_checker=False)
-    for model in (pipe.unet, pipe.vae, pipe.text_encoder): model.eval()
+    return ready(pipe)
+
+def ready(pipe):
+    "`pipe` with every module in eval mode and its progress bar off, as every tiny model is returned."
+    for model in pipe.components.values():
+        if isinstance(model, torch.nn.Module): model.eval()
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

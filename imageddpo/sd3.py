@@ -24,9 +24,9 @@ from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transf
 
 from .flow_scheduler import _row_sigmas, flow_schedule, flow_sde_step_with_logprob
 from .pipeline import Conditioning, I2IDDPOStableDiffusionPipeline
-from .pocket import TINY_WORDS, tiny_tokenizer
+from .pocket import TINY_WORDS, ready, tiny_text_encoder, tiny_tokenizer
 from .scheduler import DDPOStepOutput
-from .sdxl import tiny_text_encoder_with_projection
+
 
 # %% ../nbs/02d_sd3.ipynb #135ae888
 SD3_SHIFT_FACTOR, SD3_SCALING_FACTOR = 0.0609, 1.5305
@@ -64,13 +64,10 @@ def tiny_sd3_pipeline(seed:int=0,       # seeds the random weights
         tokenizer_2.pad_token = "!"
         pipe = StableDiffusion3Pipeline(
             transformer=tiny_sd3_transformer(), scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=tiny_sd3_vae(),
-            text_encoder=tiny_text_encoder_with_projection(tokenizer), tokenizer=tokenizer,
-            text_encoder_2=tiny_text_encoder_with_projection(tokenizer_2), tokenizer_2=tokenizer_2,
+            text_encoder=tiny_text_encoder(tokenizer, projection=True), tokenizer=tokenizer,
+            text_encoder_2=tiny_text_encoder(tokenizer_2, projection=True), tokenizer_2=tokenizer_2,
             **dict(zip(("tokenizer_3", "text_encoder_3"), tiny_t5() if t5 else (None, None))))
-    for model in pipe.components.values():
-        if isinstance(model, torch.nn.Module): model.eval()
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return ready(pipe)
 
 # %% ../nbs/02d_sd3.ipynb #ddda1d5c
 class I2IDDPOStableDiffusion3Pipeline(I2IDDPOStableDiffusionPipeline):
@@ -211,8 +208,8 @@ def train_pocket_sd3(vae:AutoencoderKL, steps:int=4000, batch_size:int=64, null_
         tokenizer_2.pad_token = "!"
         pipe = StableDiffusion3Pipeline(
             transformer=pocket_sd3_transformer(), scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0), vae=vae,
-            text_encoder=tiny_text_encoder_with_projection(tokenizer), tokenizer=tokenizer,
-            text_encoder_2=tiny_text_encoder_with_projection(tokenizer_2), tokenizer_2=tokenizer_2, text_encoder_3=None, tokenizer_3=None)
+            text_encoder=tiny_text_encoder(tokenizer, projection=True), tokenizer=tokenizer,
+            text_encoder_2=tiny_text_encoder(tokenizer_2, projection=True), tokenizer_2=tokenizer_2, text_encoder_3=None, tokenizer_3=None)
         prompts = [digit_prompt(d) for d in range(10)] + [""]  # index 10 is the empty prompt
         params = [*pipe.transformer.parameters(), *pipe.text_encoder.parameters(), *pipe.text_encoder_2.parameters()]
         opt = torch.optim.AdamW(params, 1e-3, weight_decay=1e-2)
@@ -233,9 +230,7 @@ def train_pocket_sd3(vae:AutoencoderKL, steps:int=4000, batch_size:int=64, null_
             opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step(); lr.step()
             smoothed = loss.item() if smoothed is None else 0.98 * smoothed + 0.02 * loss.item()
             _log(log_every, step, steps, start, loss=smoothed)
-    for model in (pipe.transformer, pipe.text_encoder, pipe.text_encoder_2): model.eval()
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return ready(pipe)
 
 def build_pocket_sd3(out_dir=None, seed:int=0, steps:int=4000):
     "Train the pocket flow model on the shipped pocket VAE and save it (half precision, without the VAE) where the loader looks."

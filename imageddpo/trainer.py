@@ -386,7 +386,7 @@ def forward_points(self:ImageDDPOTrainer, samples:RolloutOutput, epoch:int, inne
         for rows in torch.arange(n, device=samples.latents.device).split(c.train_batch_size):
             for j in range(T):
                 with acc.autocast(): output, x_t, t, _, _ = self._prediction_at_points(samples, points, rows, torch.full_like(rows, j))
-                old[rows, j] = self._predicted_x0(output, x_t, t, samples.num_inference_steps)
+                old[rows, j] = self.sd_pipeline.predicted_x0(output, x_t, t, samples.num_inference_steps)
         points.old_x0 = old
     return points
 
@@ -402,17 +402,12 @@ def _prediction_at_points(self:ImageDDPOTrainer, samples:RolloutOutput, points:F
     return output, x_t, t, x0, noise
 
 @patch
-def _predicted_x0(self:ImageDDPOTrainer, output:torch.Tensor, x_t:torch.Tensor, t:torch.Tensor, num_inference_steps:int) -> torch.Tensor:
-    "The clean latent the denoiser's `output` at (x_t, t) predicts, as the policy's family defines it (float32)."
-    return self.sd_pipeline.predicted_x0(output, x_t, t, num_inference_steps)
-
-@patch
 def _forward_process_loss(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:torch.Tensor, rows:torch.Tensor,
                           at:torch.Tensor, points:ForwardPoints) -> tuple[torch.Tensor, dict]:
     "NFT's or AWM's loss (chapter 04c), plus `kl_coef` x the squared distance to the reference's output, at points (rows, at)."
     c, pipe, N = self.config, self.sd_pipeline, samples.num_inference_steps
     with self.accelerator.autocast(): output, x_t, t, x0, noise = self._prediction_at_points(samples, points, rows, at, self.unet)
-    x0_pred = self._predicted_x0(output, x_t, t, N)
+    x0_pred = pipe.predicted_x0(output, x_t, t, N)
     if c.train_objective == "nft":
         per_sample = nft_loss(x0_pred, points.old_x0[rows, at], x0, advantages[rows], c.nft_beta, c.train_adv_clip_max)
     else:

@@ -36,34 +36,14 @@ def test_quick_run_writes_its_table_as_json(tmp_path):
     assert run_all.table(result) in done.stdout
 
 @pytest.mark.slow
-def test_sd15_section_runs_on_a_narrow_copy(tmp_path):
-    out = tmp_path / "sd15.json"
-    done = subprocess.run([sys.executable, BENCH / "sd15.py", "--smoke", "--device", "cpu", "--out", out], capture_output=True,
-                          text=True, cwd=tmp_path, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(out.read_text())
-    assert [r["config"] for r in result["rows"]] == ["LoRA fp32", "full fp32 grad-ckpt"]
-    assert all(r["training_samples_per_s"] > 0 for r in result["rows"]) and len(result["rollout"]) == 2
-
-@pytest.mark.slow
-def test_sdxl_section_runs_on_a_narrow_copy(tmp_path):
-    "bench/sdxl.py's code path (SDXL's layout at 64 px, narrowed) on the CPU; the 1024 px figures need CUDA."
-    out = tmp_path / "sdxl.json"
-    done = subprocess.run([sys.executable, BENCH / "sdxl.py", "--smoke", "--device", "cpu", "--out", out], capture_output=True,
+@pytest.mark.parametrize("script", ["sd15", "sdxl", "sd3"])
+def test_shapes_section_runs_on_a_narrow_copy(tmp_path, script):
+    "bench/<script>.py's code path (the real model's layout at 64 px, narrowed) on the CPU; the real figures need CUDA."
+    out = tmp_path / f"{script}.json"
+    done = subprocess.run([sys.executable, BENCH / f"{script}.py", "--smoke", "--device", "cpu", "--out", out], capture_output=True,
                           text=True, cwd=tmp_path, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     assert [r["config"] for r in result["rows"]] == ["LoRA fp32", "full fp32 grad-ckpt"]
     assert all(r["training_samples_per_s"] > 0 for r in result["rows"]) and len(result["rollout"]) == 2
     assert all(r["ratio"] > 0 for r in result["rollout"])
-
-@pytest.mark.slow
-def test_sd3_section_runs_on_a_narrow_copy(tmp_path):
-    "bench/sd3.py's code path (SD3.5-medium's layout at 64 px, narrowed) on the CPU; the real figures need CUDA."
-    out = tmp_path / "sd3.json"
-    done = subprocess.run([sys.executable, BENCH / "sd3.py", "--smoke", "--device", "cpu", "--out", out], capture_output=True,
-                          text=True, cwd=tmp_path, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(out.read_text())
-    assert [r["config"] for r in result["rows"]] == ["LoRA fp32", "full fp32 grad-ckpt"]
-    assert all(r["training_samples_per_s"] > 0 for r in result["rows"]) and len(result["rollout"]) == 2
