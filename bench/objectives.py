@@ -29,8 +29,10 @@ EXTRA = {  # measured on the demo task only (python bench/objectives.py --extra)
     "nft_g8_eta0": dict(train_objective="nft", sample_group_size=8, sample_eta=0.0),  # deterministic DDIM sampling
     "nft_g8_n5": dict(train_objective="nft", sample_group_size=8, sample_num_steps=5),  # half the sampling steps in training
     "ppo_g8_w2": dict(train_objective="ppo", sample_group_size=8, sde_window=2, sde_window_stride=10),  # MixGRPO's sliding window
+    "ppo_g8_cfg3": dict(train_objective="ppo", sample_group_size=8, sample_guidance_scale=3.0),  # trained (and evaluated) with CFG
+    "nft_g8_cfg3": dict(train_objective="nft", sample_group_size=8, sample_guidance_scale=3.0),  # samples with CFG, trains unguided
 }
-FLOW_METHODS = ("nft_g8", "ppo_g8", "nft_g8_n5", "ppo_g8_w2")  # on the pocket flow model (SD3 architecture, chapter 02d), demo task, 40 epochs
+FLOW_METHODS = ("nft_g8", "ppo_g8", "nft_g8_n5", "ppo_g8_w2", "ppo_g8_cfg3", "nft_g8_cfg3")  # on the pocket flow model (SD3 architecture, chapter 02d), demo task, 40 epochs
 TASKS = ("demo", "blind")
 RESULTS = Path(__file__).parent / "results"
 

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from .sharding import full_state, is_sharded, load_optimizer_state, load_state_into, optimizer_state
+
 # %% ../nbs/05b_checkpoints.ipynb #eae02f8f
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 MANIFEST = "manifest.json"
@@ -202,12 +204,15 @@ def save_trainer_checkpoint(trainer, # an `ImageDDPOTrainer` (every process call
     acc.wait_for_everyone()
     rank_state = json.dumps(rng_state())
     with _failed_write_explained(path): write_files(path, {f"rng-{acc.process_index}.json": lambda p: p.write_text(rank_state)})
+    sharded = is_sharded(trainer.sd_pipeline.unet)
+    if sharded or acc.is_main_process:  # under FSDP2 every process takes part in gathering the whole tensors (chapter 05ab)
+        weights = full_state(trainer._trainable_state())
+        optim = {"optimizer": optimizer_state(trainer.sd_pipeline.unet, trainer.optimizer),
+                 "scaler": acc.scaler.state_dict() if acc.scaler else None}
     if acc.is_main_process:
         state = {"epoch": completed_epochs, "global_step": trainer.global_step, "num_processes": acc.num_processes,
-                 "nonfinite_skipped": trainer.nonfinite_skipped, "history": trainer.history,
+                 "sharded": sharded, "nonfinite_skipped": trainer.nonfinite_skipped, "history": trainer.history,
                  "stat_tracker": trainer.stat_tracker.state_dict()}
-        optim = {"optimizer": trainer.optimizer.state_dict(), "scaler": acc.scaler.state_dict() if acc.scaler else None}
-        weights = trainer._trainable_state()
         with _failed_write_explained(path):
             _check_free_space(path, 3 * sum(t.numel() * t.element_size() for t in weights.values()))  # weights + Adam's 2 moments
             write_files(path, {"weights.safetensors": lambda p: save_tensors(p, weights),
@@ -240,15 +245,18 @@ def _load_trainer_checkpoint(trainer, path:Path, acc):
     if state["num_processes"] != acc.num_processes:
         raise CheckpointError(f"resume_from={str(path)!r} was written by {state['num_processes']} processes; "
                               f"this run has {acc.num_processes}")
+    sharded = is_sharded(trainer.sd_pipeline.unet)
+    if state.get("sharded", False) != sharded:
+        raise CheckpointError(f"resume_from={str(path)!r} was written " + ("under FSDP; this run is not sharded" if not sharded else
+                              "without sharding; this run is under FSDP") + ": resume it with the setup that wrote it")
     saved, mine = load_tensors(path/"weights.safetensors"), trainer._trainable_state()
     if set(saved) != set(mine) or any(saved[k].shape != mine[k].shape for k in mine):
         raise CheckpointError(f"resume_from={str(path)!r} holds different trainable weights than this pipeline "
                               "(another LoRA rank, targets, or full fine-tuning?)")
     optim = load_state(path/"optimizer.pt")
     rng = json.loads((path/f"rng-{acc.process_index}.json").read_text())
-    with torch.no_grad():
-        for k, p in mine.items(): p.copy_(saved[k])
-    trainer.optimizer.load_state_dict(optim["optimizer"])
+    load_state_into(mine, saved)
+    load_optimizer_state(trainer.sd_pipeline.unet, trainer.optimizer, optim["optimizer"])
     if acc.scaler is not None and optim["scaler"]: acc.scaler.load_state_dict(optim["scaler"])
     trainer.stat_tracker.load_state_dict(state["stat_tracker"])
     trainer.first_epoch, trainer.global_step = checkpoint_epoch(path), state["global_step"]

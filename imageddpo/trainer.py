@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration, gather_object, set_seed
+from accelerate.utils import DistributedType, InitProcessGroupKwargs, ProjectConfiguration, gather_object, set_seed
 from fastcore.basics import patch
 from diffusers import DiffusionPipeline
 from diffusers.training_utils import cast_training_params
@@ -34,6 +34,7 @@ from .families import policy_for
 from .pipeline import I2IDDPOStableDiffusionPipeline, RolloutOutput, to_image_batch
 from .ppo import gaussian_kl_same_std, ppo_clip_loss
 from .rewards import compute_rewards
+from .sharding import unsharded
 
 # %% ../nbs/05c_trainer.ipynb #d2912382
 _ORIGINAL_NOISE_STRENGTH = 0.2  # imageddpo 0.1.2's default, kept for its users (who pass TRL's DDPOConfig)
@@ -104,6 +105,7 @@ class ImageDDPOTrainer:
         if world > 1 and self.accelerator.num_processes == 1:  # each launched process would train alone, in one folder
             raise RuntimeError(f"WORLD_SIZE={world} but accelerate formed no process group; on the CPU launch with "
                                "ACCELERATE_USE_CPU=true (or pass accelerator_kwargs={'cpu': True})")
+        _check_sharding(self.accelerator)
         if c.log_with:
             self.accelerator.init_trackers(c.tracker_project_name, config=_loggable(c), init_kwargs=c.tracker_kwargs)
         if c.overwrite_output_dir:
@@ -113,10 +115,10 @@ class ImageDDPOTrainer:
         if c.allow_tf32: torch.backends.cuda.matmul.allow_tf32 = True
         self._place_modules()
         if c.gradient_checkpointing: sd_pipeline.unet.enable_gradient_checkpointing()
-        self._params = sd_pipeline.trainable_parameters()  # what the optimizer updates and clipping sees
-        self.unet, self.optimizer = self.accelerator.prepare(sd_pipeline.unet, self._make_optimizer(self._params))
         self._reference_unet = (copy.deepcopy(sd_pipeline.unet).requires_grad_(False)
                                 if c.kl_coef > 0 and not c.use_lora else None)  # LoRA's reference: adapters off
+        self.unet, self.optimizer = self.accelerator.prepare(sd_pipeline.unet, self._make_optimizer(sd_pipeline.trainable_parameters()))
+        self._params = sd_pipeline.trainable_parameters()  # what clipping sees (FSDP2 replaced them with its shards)
         self.stat_tracker = PerKeyStatTracker(c.per_prompt_stat_tracking_buffer_size, c.per_prompt_stat_tracking_min_count)
         self.first_epoch, self.global_step, self.history, self.nonfinite_skipped = 0, 0, [], 0
         # rewards: TRL's thread pool when asynchronous; daemon threads (a hung call cannot block exit) under a timeout
@@ -134,14 +136,23 @@ def _loggable(c:ImageDDPOConfig) -> dict:
     "The config as tracker-friendly values (callables and tuples as strings)."
     return {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v) for k, v in dataclasses.asdict(c).items()}
 
+def _check_sharding(acc:Accelerator):
+    "Refuse the sharded setups whose model wrapping the policy cannot run rollouts through (FSDP1, DeepSpeed)."
+    if acc.distributed_type == DistributedType.DEEPSPEED or (acc.distributed_type == DistributedType.FSDP and not acc.is_fsdp2):
+        kind = "DeepSpeed" if acc.distributed_type == DistributedType.DEEPSPEED else "FSDP version 1"
+        raise ValueError(f"accelerate is configured for {kind}, which wraps the denoiser so that the policy's rollouts cannot "
+                         "call it; imageddpo shards with FSDP2: `accelerate launch --use_fsdp --fsdp_version 2 ...` "
+                         "(or fsdp_version: 2 in the accelerate config)")
+
 @patch
 def _place_modules(self:ImageDDPOTrainer):
     "Move the pipeline to the device: frozen weights in the mixed-precision dtype, trainable ones in float32."
     pipe, device = self.sd_pipeline, self.accelerator.device
     weight_dtype = _DTYPES.get(self.config.mixed_precision, torch.float32)
     vae_dtype = torch.float32 if pipe.upcasts_vae else weight_dtype  # SDXL's VAE: float32 (it overflows in fp16)
+    sharded = self.accelerator.distributed_type == DistributedType.FSDP  # FSDP2 casts for compute; its units hold one dtype
     for module, dtype in ((pipe.vae, vae_dtype), *((encoder, weight_dtype) for encoder in pipe.text_encoders),
-                          (pipe.unet, weight_dtype if pipe.use_lora else torch.float32)):
+                          (pipe.unet, weight_dtype if pipe.use_lora and not sharded else torch.float32)):
         module.to(device)
         if module.dtype != dtype: module.to(dtype=dtype)  # (only when needed: diffusers warns on every cast)
     if pipe.use_lora: cast_training_params(pipe.unet, dtype=torch.float32)
@@ -503,11 +514,12 @@ def _epoch_stats(self:ImageDDPOTrainer, epoch:int, strength:float, all_rewards:t
 # %% ../nbs/05c_trainer.ipynb #b0378bdb
 @patch
 def _trainable_state(self:ImageDDPOTrainer) -> dict[str, torch.Tensor]:
-    "The trainable parameters of the (unwrapped) UNet, by name."
+    "The trainable parameters of the (unwrapped) UNet, by name (under FSDP2: this process's shards, chapter 05ab)."
     return {n: p for n, p in self.sd_pipeline.unet.named_parameters() if p.requires_grad}
 
 @patch
 def save_pretrained(self:ImageDDPOTrainer, save_directory:str|Path):
-    "Save the trained LoRA (diffusers' `load_lora_weights` format) or the full pipeline (main process)."
-    if self.accelerator.is_main_process: self.sd_pipeline.save_pretrained(save_directory)
-    self.accelerator.wait_for_everyone()
+    "Save the trained LoRA (diffusers' `load_lora_weights` format) or the full pipeline (main process; every process calls it)."
+    with unsharded(self.sd_pipeline.unet):  # under FSDP2: the whole weights while the main process writes them
+        if self.accelerator.is_main_process: self.sd_pipeline.save_pretrained(save_directory)
+        self.accelerator.wait_for_everyone()
