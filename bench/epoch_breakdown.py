@@ -4,9 +4,11 @@ For each configuration (model, noise_strength, guidance), in a fresh process:
 - runs `--epochs` trainer epochs and takes the median of those after the first: the epoch time and its
   sampling / reward-wait / training phases (the trainer's own timers), the rest being overhead;
 - times the *necessary* calls alone, in the same process and with the same shapes: per sampling batch one
-  VAE encode, K UNet calls (a doubled batch under CFG) and one VAE decode, the reward call, and per
+  text encoding of its prompts (the text encoders' calls; the empty prompt's encoding is cached by the policy),
+  one VAE encode, K UNet calls (a doubled batch under CFG) and one VAE decode, the reward call, and per
   minibatch T UNet forward+backward passes. Their sum is the floor; overhead ratio = epoch / floor
   (with --interleave, the floor is re-measured after every epoch and the ratio is the median of the pairs);
+  overhead_ratio_without_text leaves the text encoders out of the floor, as runs before 2026-11-27 did;
 - reports the process's peak memory.
 
     python bench/epoch_breakdown.py [--models pocket mid] [--epochs 3] [--out epoch.json]
@@ -51,15 +53,18 @@ def worker(model:str, strength:float, guidance:float, epochs:int, repeats:int, i
     def forward_backward():
         pipe.predict_noise(x[rows_], t[rows_], cond.rows(torch.arange(TRAIN_BATCH))).float().mean().backward()
     minibatches = SAMPLE_BATCH * BATCHES // TRAIN_BATCH
+    prompts = [prompt_function()[0] for _ in range(SAMPLE_BATCH)]
     def floor() -> dict:
         with torch.no_grad():
+            text = median_time(lambda: pipe.encode_prompts(prompts, guidance), repeats)
             encode = median_time(lambda: pipe.encode_images(batch, None), repeats)
             unet = median_time(lambda: pipe.predict_noise(x, t[0], cond), repeats)
             decode = median_time(lambda: pipe.decode(out.latents[:, -1]), repeats)
             reward = median_time(lambda: reward_function(out.images, None, None), repeats)
         fwd_bwd = median_time(forward_backward, repeats)
         pipe.unet.zero_grad(set_to_none=True)
-        return {"sample_s": BATCHES * (encode + K * unet + decode), "reward_s": BATCHES * reward, "train_s": minibatches * K * fwd_bwd}
+        return {"text_s": BATCHES * text, "sample_s": BATCHES * (encode + K * unet + decode), "reward_s": BATCHES * reward,
+                "train_s": minibatches * K * fwd_bwd}
     epoch_times, floors = [], []
     for epoch in range(epochs):
         start = time.perf_counter(); trainer.step(epoch, trainer.global_step); epoch_times.append(time.perf_counter() - start)
@@ -67,12 +72,14 @@ def worker(model:str, strength:float, guidance:float, epochs:int, repeats:int, i
     if not interleave: floors = [floor()] * (epochs - 1)
     timed = epoch_times[1:]
     ratio = statistics.median(e / sum(f.values()) for e, f in zip(timed, floors))
+    ratio_without_text = statistics.median(e / (sum(f.values()) - f["text_s"]) for e, f in zip(timed, floors))
     phase = lambda key: statistics.median(h[key] for h in trainer.history[1:])
     floor_part = lambda key: statistics.median(f[key] for f in floors)
     return {"model": model, "noise_strength": strength, "guidance": guidance, "executed_steps": K,
             "epoch_s": statistics.median(timed), "sample_s": phase("sample_s"), "reward_wait_s": phase("reward_wait_s"),
             "train_s": phase("train_s"), "floor_s": statistics.median(sum(f.values()) for f in floors),
-            **{f"floor_{k}": floor_part(k) for k in floors[0]}, "overhead_ratio": ratio, "interleaved": interleave,
+            **{f"floor_{k}": floor_part(k) for k in floors[0]}, "overhead_ratio": ratio,
+            "overhead_ratio_without_text": ratio_without_text, "interleaved": interleave,
             **peak_memory()}
 
 def round_robin_worker(model:str, strengths:list[float], epochs:int) -> dict:
