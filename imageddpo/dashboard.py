@@ -21,6 +21,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .pipeline import to_image_batch
 from .rewards import compute_rewards
+from .sharding import is_sharded
 from .trainer import TrainerCallback
 
 # %% ../nbs/06_dashboard.ipynb #f459c95d
@@ -172,13 +173,20 @@ class TrainingDashboard(TrainerCallback):
 # %% ../nbs/06_dashboard.ipynb #d43f776a
 @patch
 @torch.no_grad()
-def _validate(self:TrainingDashboard, trainer, epoch:int, base:bool=False) -> dict:
-    "Roll out the validation images as `epoch` samples (with `base`: the LoRA disabled) and score them."
+def _validation_rollout(self:TrainingDashboard, trainer, epoch:int, base:bool=False):
+    "The validation images rolled out as `epoch` samples (with `base`: the LoRA disabled), with every step's predicted x0."
     policy = trainer.sd_pipeline
     base_model = policy.adapters_disabled() if base and policy.use_lora else nullcontext()  # full FT: base = before training
     with base_model, trainer.accelerator.autocast():
-        out = policy.rollout(self.val_images, self.val_prompts, generator=torch.Generator().manual_seed(self.seed),
-                             return_pred_original_samples=True, **trainer.config.rollout_arguments(epoch))
+        return policy.rollout(self.val_images, self.val_prompts, generator=torch.Generator().manual_seed(self.seed),
+                              return_pred_original_samples=True, **trainer.config.rollout_arguments(epoch))
+
+@patch
+@torch.no_grad()
+def _validate(self:TrainingDashboard, trainer, epoch:int, base:bool=False) -> dict:
+    "Roll out the validation images as `epoch` samples (with `base`: the LoRA disabled) and score them."
+    policy, out = trainer.sd_pipeline, self._validation_rollout(trainer, epoch, base)
+    with trainer.accelerator.autocast():
         K = out.timesteps.shape[1]
         picks = torch.linspace(0, K - 1, min(self.trajectory_points, K)).round().long().unique()
         x_t = policy.decode(out.latents[:1, 0]).float().cpu()[0]
@@ -192,7 +200,10 @@ def _validate(self:TrainingDashboard, trainer, epoch:int, base:bool=False) -> di
 # %% ../nbs/06_dashboard.ipynb #6c0bad41
 @patch
 def on_train_begin(self:TrainingDashboard, trainer):
-    if not trainer.accelerator.is_main_process: return
+    if not trainer.accelerator.is_main_process:
+        if self.base is None and is_sharded(trainer.sd_pipeline.unet):  # under FSDP2 a rollout is a collective: take part
+            self._validation_rollout(trainer, trainer.first_epoch, base=True); self.base = {}
+        return
     start = time.perf_counter()
     if self.output_dir is None: self.output_dir = Path(trainer.config.output_dir) / "dashboard"
     self.num_steps = trainer.config.sample_num_steps
@@ -207,15 +218,18 @@ def on_train_begin(self:TrainingDashboard, trainer):
 
 @patch
 def on_epoch_end(self:TrainingDashboard, trainer, result):
-    if not trainer.accelerator.is_main_process: return
+    due = (result.epoch + 1 - trainer.first_epoch) % self.every == 0
+    last, sharded = result.epoch + 1 >= trainer.config.num_epochs, is_sharded(trainer.sd_pipeline.unet)
+    if not trainer.accelerator.is_main_process:
+        if sharded and (due or last): self._validation_rollout(trainer, result.epoch)  # the main process validates now too
+        return
     start = time.perf_counter()
     self.epochs.append(result.epoch); self.strengths.append(result.noise_strength)
     self.executed.append(result.samples.timesteps.shape[1])
     if self.first_rewards is None: self.first_rewards, self.first_epoch = result.all_rewards.float().cpu(), result.epoch
     self.rewards = result.all_rewards.float().cpu()
-    if (result.epoch + 1 - trainer.first_epoch) % self.every == 0: self._validation_due = True
-    last = result.epoch + 1 >= trainer.config.num_epochs
-    if last or start >= self._next_draw:  # within budget (see above)
+    if due: self._validation_due = True
+    if last or start >= self._next_draw or (sharded and due):  # within budget (see above); sharded: when due, on every process
         panels = ["noise_strength", "rewards"]
         if self._validation_due or last:
             v = self._validate(trainer, result.epoch)

@@ -23,6 +23,7 @@ from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img impo
 from diffusers.utils import convert_state_dict_to_diffusers
 from diffusers.utils.torch_utils import randn_tensor
 from peft import LoraConfig
+from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils import get_peft_model_state_dict
 
 from .scheduler import DDPOStepOutput, _zero_variance_reason, ddim_step_with_logprob, schedule_timesteps
@@ -518,9 +519,11 @@ def replay_log_probs(self:I2IDDPOStableDiffusionPipeline, out:RolloutOutput, ste
 def adapters_disabled(self:I2IDDPOStableDiffusionPipeline):
     "Inside the block the UNet is the base model (LoRA adapters off); they are back on after it, also after an error."
     if not self.use_lora: raise ValueError("adapters_disabled: this policy trains the whole UNet (use_lora=False); there are no adapters")
-    self.unet.disable_adapters()
+    layers = [m for m in self.unet.modules() if isinstance(m, BaseTunerLayer)]
+    for layer in layers: layer._disable_adapters = True  # peft's switch, without its freezing of the adapters (see above)
     try: yield self
-    finally: self.unet.enable_adapters()
+    finally:
+        for layer in layers: layer._disable_adapters = False
 
 # %% ../nbs/02_pipeline.ipynb #aa955c1c
 @patch

@@ -34,7 +34,7 @@ from .families import policy_for
 from .pipeline import I2IDDPOStableDiffusionPipeline, RolloutOutput, to_image_batch
 from .ppo import gaussian_kl_same_std, ppo_clip_loss
 from .rewards import compute_rewards
-from .sharding import unsharded
+from .sharding import resharded, unsharded
 
 # %% ../nbs/05c_trainer.ipynb #d2912382
 _ORIGINAL_NOISE_STRENGTH = 0.2  # imageddpo 0.1.2's default, kept for its users (who pass TRL's DDPOConfig)
@@ -515,7 +515,7 @@ def _epoch_stats(self:ImageDDPOTrainer, epoch:int, strength:float, all_rewards:t
 @patch
 def _trainable_state(self:ImageDDPOTrainer) -> dict[str, torch.Tensor]:
     "The trainable parameters of the (unwrapped) UNet, by name (under FSDP2: this process's shards, chapter 05ab)."
-    return {n: p for n, p in self.sd_pipeline.unet.named_parameters() if p.requires_grad}
+    return {n: p for n, p in resharded(self.sd_pipeline.unet).named_parameters() if p.requires_grad}
 
 @patch
 def save_pretrained(self:ImageDDPOTrainer, save_directory:str|Path):

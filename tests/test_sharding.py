@@ -31,7 +31,8 @@ def test_fsdp2_matches_ddp_and_resumes_exactly(tmp_path, objective, lora, mixed)
     weights and casts all of them, LoRA's too, to bf16 for compute; DDP stores the frozen ones in bf16 and autocasts), so
     their samples and gradients differ in rounding and some Adam updates in sign (measured 2.7e-3 after two steps of
     lr 1e-3): there the test checks what must hold exactly, agreement across ranks and the resume."""
-    env = {"OBJECTIVE": objective, "LORA": lora, "KL": "0.1" if lora == "0" else "0", "MIXED": mixed}
+    env = {"OBJECTIVE": objective, "LORA": lora, "KL": "0.1" if lora == "0" else "0", "MIXED": mixed,
+           "DASHBOARD": "1" if objective == "ppo" and mixed == "no" else "0"}  # its validation rollouts are collectives
     (ddp, _), ddp_weights = launch(tmp_path/"ddp", tmp_path/"ddp", "ddp", env=env)
     (fsdp, _), fsdp_weights = launch(tmp_path/"fsdp", tmp_path/"fsdp", "fsdp2", env=env)
     assert "FSDP" in fsdp["distributed_type"] and fsdp["sharded"] and not ddp["sharded"]
@@ -40,6 +41,7 @@ def test_fsdp2_matches_ddp_and_resumes_exactly(tmp_path, objective, lora, mixed)
     worst = worst_difference(ddp_weights, fsdp_weights)
     print(f"{objective}, {'LoRA' if lora == '1' else 'full'}, {mixed}: FSDP2 vs DDP, max |weight difference| {worst:.1e}")
     if mixed == "no": assert worst <= 1e-5
+    if env["DASHBOARD"] == "1": assert (tmp_path/"fsdp"/"dashboard"/"validation.png").exists()
     exported = tmp_path/"fsdp"/"export"
     if lora == "1":  # diffusers' SD3 LoRA file: the trained weights, whole
         assert len(load_file(str(exported/"pytorch_lora_weights.safetensors"))) == len(fsdp_weights)

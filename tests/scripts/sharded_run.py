@@ -5,7 +5,8 @@ accelerate forms FSDP only from a GPU process type (on the CPU it gives DDP what
 SHARDING=fsdp2 (or fsdp1) this script enters FSDP the way accelerate does on GPUs: it marks the process state as a GPU
 one before the trainer's Accelerator reads it and sets accelerate's FSDP variables. Everything after that (the
 sharding, the gathers, the reduce-scatters, accelerate's FSDP2 preparation) is the real thing, over gloo.
-OBJECTIVE, LORA=0|1, KL, MIXED (mixed_precision) and EPOCHS choose what trains. argv: output_dir, resume_from, report prefix."""
+OBJECTIVE, LORA=0|1, KL, MIXED (mixed_precision) and EPOCHS choose what trains; DASHBOARD=1 adds a static
+TrainingDashboard validating every epoch (its rollouts are collectives under FSDP2). argv: output_dir, resume_from, report prefix."""
 import json, os, sys
 
 import torch
@@ -40,6 +41,9 @@ try: trainer = ImageDDPOTrainer(config, reward, prompt_function, policy_for(tiny
 except ValueError as e:
     print("REFUSED:", e, flush=True); os._exit(3)
 acc = trainer.accelerator
+if os.environ.get("DASHBOARD") == "1":
+    from imageddpo.dashboard import TrainingDashboard
+    TrainingDashboard(images[:2], "the digit 3", every=1, mode="static").attach(trainer)
 trainer.train()
 weights = full_state(trainer._trainable_state())  # every process: a gather under FSDP
 trainer.save_pretrained(os.path.join(output_dir, "export"))
