@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything in the project that needs a CUDA device, in one command that fits a short lease of a GPU machine:
-#   1. the `gpu`-flagged tests (fp16/bf16 rollouts and training, the sync-free denoising loop, CUDA scheduler steps);
+#   1. the `gpu`-flagged tests (fp16/bf16 rollouts and training, the sync-free denoising loop, CUDA scheduler steps,
+#      FSDP2 training with bf16 mixed precision and its resume);
 #   2. bench/sd15.py: SD 1.5 shapes at 512 px (samples/s, peak memory; rollout vs diffusers' img2img);
 #   3. bench/sdxl.py: SDXL shapes at 1024 px (LoRA fp16/bf16 at train batch 1 and 4, full bf16; rollout vs
 #      diffusers' SDXL img2img); its JSON is rewritten after every configuration, so a time limit keeps the rows so far;
@@ -28,8 +29,8 @@ EOF
 python3 -c "import torch; assert torch.cuda.is_available()" || { echo "no CUDA device: nothing to do" >&2; exit 1; }
 
 echo "== 1. gpu tests ($(left) s left)"
-timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider -o addopts= \
-    tests/test_pipeline_parity.py tests/test_scheduler_parity.py tests/test_trainer_gpu.py tests/test_families.py 2>&1 | tee "$out/gpu_tests.log"
+timeout 240 python3 -m pytest -q -s -m gpu -p no:cacheprovider -o addopts= \
+    tests/test_pipeline_parity.py tests/test_scheduler_parity.py tests/test_trainer_gpu.py tests/test_families.py tests/test_sharding.py 2>&1 | tee "$out/gpu_tests.log"
 
 echo "== 2. SD 1.5 shapes ($(left) s left)"
 timeout $(( $(left) * 2 / 5 )) python3 bench/sd15.py --out "$out/sd15.json" 2>&1 | tee "$out/sd15.log"

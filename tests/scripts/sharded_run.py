@@ -6,17 +6,18 @@ SHARDING=fsdp2 (or fsdp1) this script enters FSDP the way accelerate does on GPU
 one before the trainer's Accelerator reads it and sets accelerate's FSDP variables. Everything after that (the
 sharding, the gathers, the reduce-scatters, accelerate's FSDP2 preparation) is the real thing, over gloo.
 OBJECTIVE, LORA=0|1, KL, MIXED (mixed_precision) and EPOCHS choose what trains; DASHBOARD=1 adds a static
-TrainingDashboard validating every epoch (its rollouts are collectives under FSDP2). argv: output_dir, resume_from, report prefix."""
+TrainingDashboard validating every epoch (its rollouts are collectives under FSDP2). DEVICE=cuda runs on GPUs,
+where accelerate enters FSDP by itself (nothing is forced). argv: output_dir, resume_from, report prefix."""
 import json, os, sys
 
 import torch
 from accelerate.state import PartialState
 from accelerate.utils import DistributedType
 
-SHARDING = os.environ.get("SHARDING", "ddp")
-PartialState(cpu=True)
+SHARDING, ON_GPU = os.environ.get("SHARDING", "ddp"), os.environ.get("DEVICE") == "cuda"
+if not ON_GPU: PartialState(cpu=True)
 if SHARDING != "ddp":
-    PartialState._shared_state["distributed_type"] = DistributedType.MULTI_GPU
+    if not ON_GPU: PartialState._shared_state["distributed_type"] = DistributedType.MULTI_GPU
     os.environ.update(ACCELERATE_USE_FSDP="true", FSDP_VERSION=SHARDING[-1])
 
 from imageddpo import ImageDDPOConfig, ImageDDPOTrainer, policy_for, tiny_sd3_pipeline
