@@ -224,8 +224,8 @@ class I2IDDPOStableDiffusionPipeline:
     def text_encoders(self) -> tuple:
         "The frozen text encoders the prompts go through."
         return (self.text_encoder,)
-    upcasts_vae = False
-    _denoiser_name = "unet"  # the denoiser's name in the wrapped pipeline and in diffusers' LoRA files  # whether the VAE runs in float32 whatever the UNet's dtype (SDXL's VAE overflows in fp16)
+    upcasts_vae = False  # whether the VAE runs in float32 whatever the UNet's dtype (SDXL's VAE overflows in fp16)
+    _denoiser_name = "unet"  # the denoiser's name in the wrapped pipeline and in diffusers' LoRA files
     @property
     def _size_multiple(self) -> int:
         "Image heights and widths must be multiples of this: the VAE's downsampling factor."

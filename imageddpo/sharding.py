@@ -13,29 +13,29 @@ from contextlib import contextmanager
 
 import torch
 
+# %% ../nbs/05ab_sharding.ipynb #71efc7e5
+try:  # public from torch 2.6, which accelerate's FSDP2 needs: with an older torch nothing is ever sharded
+    from torch.distributed.fsdp import FSDPModule
+    from torch.distributed.tensor import DTensor, distribute_tensor
+except ImportError: FSDPModule = DTensor = distribute_tensor = None
+
 # %% ../nbs/05ab_sharding.ipynb #dbcac1f1
-def _dtensor_type():
-    "torch's DTensor class, or None where this torch has no public one."
-    try: from torch.distributed.tensor import DTensor
-    except ImportError: return None
-    return DTensor
+def _is_shard(t:torch.Tensor) -> bool:
+    "Whether `t` is one process's shard of a whole tensor (a `DTensor`)."
+    return DTensor is not None and isinstance(t, DTensor)
 
 def _fsdp_units(module:torch.nn.Module) -> list:
     "The FSDP2 units (`fully_shard`ed modules) in `module`, itself included."
-    try: from torch.distributed.fsdp import FSDPModule
-    except ImportError: return []
-    return [m for m in module.modules() if isinstance(m, FSDPModule)]
+    return [] if FSDPModule is None else [m for m in module.modules() if isinstance(m, FSDPModule)]
 
 def is_sharded(module:torch.nn.Module) -> bool:
     "Whether `module` is sharded across processes: FSDP2 units in it, or `DTensor` parameters (FSDP2's, a tensor-parallel plan's)."
-    DTensor = _dtensor_type()
-    return bool(_fsdp_units(module)) or (DTensor is not None and any(isinstance(p, DTensor) for p in module.parameters()))
+    return bool(_fsdp_units(module)) or any(_is_shard(p) for p in module.parameters())
 
 # %% ../nbs/05ab_sharding.ipynb #48b1b14c
 def gathered(t:torch.Tensor) -> torch.Tensor:
     "The whole tensor of a sharded `t` (an all-gather: every process calls it), or `t` itself."
-    DTensor = _dtensor_type()
-    return t.full_tensor() if DTensor is not None and isinstance(t, DTensor) else t
+    return t.full_tensor() if _is_shard(t) else t
 
 def full_state(named:dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     "Whole CPU tensors of `named`, by name (under FSDP: every process calls it, for the same names)."
@@ -45,12 +45,9 @@ def full_state(named:dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def load_state_into(named:dict[str, torch.Tensor], # the parameters to overwrite, by name
                     saved:dict[str, torch.Tensor]): # whole tensors of the same names and shapes
     "Copy `saved` into `named`'s tensors; a sharded one keeps this process's shard of the whole tensor."
-    DTensor = _dtensor_type()
     for name, p in named.items():
         value = saved[name].to(device=p.device, dtype=p.dtype)
-        if DTensor is not None and isinstance(p, DTensor):
-            from torch.distributed.tensor import distribute_tensor
-            value = distribute_tensor(value, p.device_mesh, p.placements, src_data_rank=None)
+        if _is_shard(p): value = distribute_tensor(value, p.device_mesh, p.placements, src_data_rank=None)
         p.copy_(value)
 
 # %% ../nbs/05ab_sharding.ipynb #8876080e
@@ -64,17 +61,12 @@ def resharded(module:torch.nn.Module) -> torch.nn.Module:
 @torch.no_grad()
 def unsharded(module:torch.nn.Module):
     "Within: `module`'s parameters are whole tensors on every process (every process enters); a plain module: unchanged."
-    DTensor, swapped = _dtensor_type(), []
-    if DTensor is not None:
-        resharded(module)
-        for sub in module.modules():  # the same order on every process: the gathers pair up
-            for name, p in list(sub._parameters.items()):
-                if isinstance(p, DTensor):
-                    sub._parameters[name] = torch.nn.Parameter(p.full_tensor().clone(), requires_grad=p.requires_grad)
-                    swapped.append((sub, name, p))
+    shards = [(sub, name, p) for sub in resharded(module).modules() for name, p in sub._parameters.items() if _is_shard(p)]
+    for sub, name, p in shards:  # the same order on every process: the gathers pair up
+        sub._parameters[name] = torch.nn.Parameter(p.full_tensor().clone(), requires_grad=p.requires_grad)
     try: yield module
     finally:
-        for sub, name, p in swapped: sub._parameters[name] = p
+        for sub, name, p in shards: sub._parameters[name] = p
 
 # %% ../nbs/05ab_sharding.ipynb #59fa8cf9
 def optimizer_state(model:torch.nn.Module, optimizer:torch.optim.Optimizer) -> dict:
