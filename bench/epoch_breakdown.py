@@ -43,7 +43,7 @@ def worker(model:str, strength:float, guidance:float, epochs:int, repeats:int, i
     import torch
     torch.manual_seed(0)
     trainer, prompt_function, reward_function = trainer_for(model, strength, guidance, epochs)
-    pipe, K = trainer.sd_pipeline, trainer.config.trained_steps(0)
+    pipe, K = trainer.sd_pipeline, trainer.config.trained_steps(0, trainer.sd_pipeline)
     # the floor: the necessary calls alone, with the epoch's shapes
     batch = torch.stack([prompt_function()[1] for _ in range(SAMPLE_BATCH)]).to(pipe.device)  # the VAE's device (CUDA too)
     out = pipe.rollout(batch, "a handwritten digit", noise_strength=strength, num_inference_steps=N, guidance_scale=guidance)
@@ -92,7 +92,7 @@ def round_robin_worker(model:str, strengths:list[float], epochs:int) -> dict:
     for epoch in range(epochs):
         for trainer, seconds in zip(trainers, times):
             start = time.perf_counter(); trainer.step(epoch, trainer.global_step); seconds.append(time.perf_counter() - start)
-    return {"rows": [{"noise_strength": strength, "executed_steps": t.config.trained_steps(0), "epoch_s": statistics.median(sec[1:])}
+    return {"rows": [{"noise_strength": strength, "executed_steps": t.config.trained_steps(0, t.sd_pipeline), "epoch_s": statistics.median(sec[1:])}
                      for strength, t, sec in zip(strengths, trainers, times)], **peak_memory()}
 
 def run(models=("pocket", "mid"), strengths=(0.2, 0.4, 0.6, 0.8, 1.0), epochs:int|dict=3, repeats:int|dict=5,

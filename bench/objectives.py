@@ -42,7 +42,8 @@ def policy_for_model(model:str):
         from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline
         from imageddpo.pocket import pocket_pipeline
         return I2IDDPOStableDiffusionPipeline(pocket_pipeline(), lora_seed=None)
-    from imageddpo.sd3 import POCKET_SD3_TEXT_TOKENS, I2IDDPOStableDiffusion3Pipeline, pocket_sd3_pipeline
+    from imageddpo.pocket import POCKET_SD3_TEXT_TOKENS, pocket_sd3_pipeline
+    from imageddpo.sd3 import I2IDDPOStableDiffusion3Pipeline
     return I2IDDPOStableDiffusion3Pipeline(pocket_sd3_pipeline(), lora_seed=None, max_sequence_length=POCKET_SD3_TEXT_TOKENS)
 
 def task_prompt(task:str, label:int) -> str:

@@ -15,8 +15,7 @@ from diffusers import (StableDiffusion3Img2ImgPipeline, StableDiffusionImg2ImgPi
 from imageddpo.families import model_family, policy_for
 from imageddpo.pipeline import executed_steps
 from imageddpo.pocket import pocket_pipeline, tiny_pipeline
-from imageddpo.sd3 import tiny_sd3_pipeline
-from imageddpo.sdxl import tiny_sdxl_pipeline
+from imageddpo.pocket import tiny_sd3_pipeline, tiny_sdxl_pipeline
 from common import machine, peak_memory, timed
 
 def mid_pipeline() -> StableDiffusionPipeline:

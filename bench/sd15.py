@@ -82,7 +82,7 @@ def train_config(name:str, settings:dict, device:str, size:int, width_divisor:in
     n = workload["sample_batch_size"] * workload["sample_num_batches_per_epoch"]
     epoch_s = statistics.median(epoch_times[1:])
     row = {"config": name, **settings, "channels_last": channels_last, "samples_per_epoch": n,
-           "trained_steps": config.trained_steps(0), "train_batch_size": config.train_batch_size, "sample_s": med("sample_s"), "train_s": med("train_s"), "epoch_s": epoch_s,
+           "trained_steps": config.trained_steps(0, trainer.sd_pipeline), "train_batch_size": config.train_batch_size, "sample_s": med("sample_s"), "train_s": med("train_s"), "epoch_s": epoch_s,
            "sampling_samples_per_s": n / med("sample_s"), "training_samples_per_s": n / med("train_s"),
            "epoch_samples_per_s": n / epoch_s,
            "trainable_params": sum(p.numel() for p in policy.trainable_parameters())}

@@ -12,7 +12,7 @@ import dataclasses
 
 import torch
 
-from .pipeline import RolloutOutput
+from .policy import RolloutOutput
 
 # %% ../nbs/05a_callbacks.ipynb #7ee08af6
 @dataclasses.dataclass

@@ -6,7 +6,8 @@ Docs: https://hectorastrom.github.io/imageddpo/config.html.md"""
 
 # %% auto #0
 __all__ = ['NoiseStrength', 'TRL_FIELDS', 'ImageDDPOConfig', 'noise_strength_at', 'trained_step_count', 'trained_steps',
-           'rollout_arguments', 'sde_window_at', 'from_trl']
+           'rollout_arguments', 'sde_window_at', 'policy_kwargs', 'sampling_plan_problems', 'check_sampling_plan',
+           'from_trl']
 
 # %% ../nbs/05_config.ipynb #10ce9c47
 import dataclasses, importlib.util, sys
@@ -17,7 +18,7 @@ from typing import Callable
 import torch
 
 from .objectives import LIKELIHOOD_FREE, OBJECTIVES
-from .pipeline import LORA_TARGET_MODULES, executed_steps
+from .policy import LORA_TARGET_MODULES
 
 # %% ../nbs/05_config.ipynb #00a8196e
 NoiseStrength = float | tuple[float, float] | Callable[[int], float]
@@ -113,9 +114,9 @@ def trained_step_count(config:ImageDDPOConfig, executed:int) -> int:
     "How many of a sample's `executed` steps are trained: `train_timestep_fraction` of them, rounded down."
     return int(executed * config.train_timestep_fraction)
 
-def trained_steps(config:ImageDDPOConfig, epoch:int) -> int:
-    "How many of `epoch`'s K executed steps (chapter 02's `executed_steps`) are trained per sample."
-    return trained_step_count(config, executed_steps(config.sample_num_steps, noise_strength_at(config, epoch)))
+def trained_steps(config:ImageDDPOConfig, epoch:int, policy) -> int:
+    "How many of `epoch`'s K executed steps are trained per sample; K is the policy's (its family's strength rule)."
+    return trained_step_count(config, policy.executed_steps(config.sample_num_steps, noise_strength_at(config, epoch)))
 
 ImageDDPOConfig.noise_strength_at = noise_strength_at
 ImageDDPOConfig.trained_step_count = trained_step_count
@@ -196,15 +197,9 @@ def _problems(c:ImageDDPOConfig) -> list[str]:
         for epoch in range(c.num_epochs):  # the first epoch that breaks a rule is reported
             value = noise_strength_at(c, epoch)
             if not need(lambda: 0 < value <= 1, "noise_strength", f"gives {value:g} at epoch {epoch}; every value must be in (0, 1]"): break
-            k = executed_steps(c.sample_num_steps, value)
-            if not need(lambda: k >= 1, "noise_strength",
-                        f"{value:g} with sample_num_steps={c.sample_num_steps} executes no step (epoch {epoch})"): break
-            if fraction_ok and not need(lambda: trained_step_count(c, k) >= 1, "train_timestep_fraction",
-                                        f"trains int({k} * {c.train_timestep_fraction}) = 0 of the {k} executed steps at epoch {epoch}"): break
-            if isinstance(c.sde_window, int) and c.sde_window > 0:
-                if not need(lambda: c.sde_window <= k, "sde_window", f"is longer than the {k} executed steps at epoch {epoch}"): break
-                if fraction_ok and not need(lambda: trained_step_count(c, c.sde_window) >= 1, "train_timestep_fraction",
-                                            f"trains int({c.sde_window} * {c.train_timestep_fraction}) = 0 of the sde_window's steps"): break
+    if fraction_ok and isinstance(c.sde_window, int) and c.sde_window > 0:
+        need(lambda: trained_step_count(c, c.sde_window) >= 1, "train_timestep_fraction",
+             f"trains int({c.sde_window} * {c.train_timestep_fraction}) = 0 of the sde_window's steps")
     return problems
 
 def _validate(c:ImageDDPOConfig):
@@ -249,6 +244,35 @@ def sde_window_at(config:ImageDDPOConfig, epoch:int) -> tuple[int, int]|None:
     return (epoch // config.sde_window_stride if config.sde_window_stride else 0, config.sde_window)
 
 ImageDDPOConfig.rollout_arguments = rollout_arguments
+
+# %% ../nbs/05_config.ipynb #dc3e769f
+def policy_kwargs(config:ImageDDPOConfig) -> dict:
+    "The policy keywords a config says (LoRA settings, the adapter seeded by `seed`): what the trainer and run files build a policy with."
+    return dict(use_lora=config.use_lora, lora_rank=config.lora_rank, lora_alpha=config.lora_alpha, lora_init=config.lora_init,
+                lora_target_modules=config.lora_target_modules, lora_seed=config.seed)
+
+def sampling_plan_problems(config:ImageDDPOConfig, policy) -> list[str]:
+    "What in `config`'s sampling plan the policy cannot run, one line each naming the field (the first failing epoch per rule)."
+    problems, N = [], config.sample_num_steps
+    for epoch in range(config.num_epochs):
+        value = noise_strength_at(config, epoch)
+        try: k = policy.executed_steps(N, value)
+        except ValueError: k = 0
+        if k < 1:
+            problems.append(f"noise_strength={value:g} with sample_num_steps={N} executes no step at epoch {epoch} "
+                            f"({type(policy).__name__}'s rule)")
+        elif trained_step_count(config, k) < 1:
+            problems.append(f"train_timestep_fraction={config.train_timestep_fraction!r}: trains int({k} * "
+                            f"{config.train_timestep_fraction}) = 0 of the {k} executed steps at epoch {epoch}")
+        elif config.sde_window > k:
+            problems.append(f"sde_window={config.sde_window}: is longer than the {k} steps {type(policy).__name__} executes at epoch {epoch}")
+        else: continue
+        break
+    return problems
+
+def check_sampling_plan(config:ImageDDPOConfig, policy):
+    "A ValueError naming the field unless `policy` can run every epoch of `config`'s sampling plan."
+    if problems := sampling_plan_problems(config, policy): raise ValueError("; ".join(problems))
 
 # %% ../nbs/05_config.ipynb #a7578faa
 _names = [f.name for f in dataclasses.fields(ImageDDPOConfig)]

@@ -19,7 +19,7 @@ from fastcore.basics import patch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .pipeline import to_image_batch
+from .policy import to_image_batch
 from .rewards import compute_rewards
 from .sharding import is_sharded
 from .trainer import TrainerCallback

@@ -6,19 +6,20 @@ Docs: https://hectorastrom.github.io/imageddpo/pocket_training.html.md"""
 
 # %% auto #0
 __all__ = ['train_digit_classifier', 'pocket_vae', 'train_pocket_vae', 'pocket_unet', 'digit_prompt', 'train_pocket_diffusion',
-           'build_pocket']
+           'build_pocket', 'pocket_sd3_transformer', 'train_pocket_sd3', 'build_pocket_sd3']
 
 # %% ../nbs/00c_pocket_training.ipynb #08ea0394
-import time
+import shutil, time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline,
+                       StableDiffusionPipeline, UNet2DConditionModel)
 from safetensors.torch import save_file
 
 from .digits import DigitClassifier, digits_dataset, gaussian_blur, pocket_assets
-from .pocket import sd15_ddim_scheduler, tiny_text_encoder, tiny_tokenizer
+from .pocket import POCKET_SD3_TEXT_TOKENS, ready, sd15_ddim_scheduler, tiny_text_encoder, tiny_tokenizer
 
 # %% ../nbs/00c_pocket_training.ipynb #2f52700b
 def _log(every:int, step:int, total:int, start:float, **values):
@@ -133,3 +134,58 @@ def build_pocket(out_dir:str|Path|None=None, # default: the package's assets fol
     pipe = train_pocket_diffusion(train_pocket_vae(vae_steps, seed=seed), diffusion_steps, seed=seed)
     pipe.to(torch.float16).save_pretrained(out_dir / "pocket")
     return out_dir
+
+# %% ../nbs/00c_pocket_training.ipynb #0e3b497f
+def pocket_sd3_transformer() -> SD3Transformer2DModel:
+    "The pocket flow model's transformer: 4 joint-attention layers on 4x8x8 latents in 2x2 patches, about 0.6M parameters."
+    return SD3Transformer2DModel(sample_size=8, patch_size=2, in_channels=4, out_channels=4, num_layers=4, attention_head_dim=16,
+                                 num_attention_heads=4, joint_attention_dim=64, caption_projection_dim=64,
+                                 pooled_projection_dim=64, pos_embed_max_size=8)
+
+def train_pocket_sd3(vae:AutoencoderKL, steps:int=4000, batch_size:int=64, null_prompt_prob:float=0.1,
+                     seed:int=0, log_every:int=500) -> StableDiffusion3Pipeline:
+    "Train the pocket transformer and both text encoders by flow matching on the training digits' latents."
+    images, labels = digits_dataset("train")
+    with torch.no_grad(): posterior = vae.encode(images * 2 - 1).latent_dist
+    mean, std, scale = posterior.mean, posterior.std, vae.config.scaling_factor
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        tokenizer, tokenizer_2 = tiny_tokenizer(model_max_length=16), tiny_tokenizer(model_max_length=16)
+        tokenizer_2.pad_token = "!"
+        pipe = StableDiffusion3Pipeline(
+            transformer=pocket_sd3_transformer(), scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0), vae=vae,
+            text_encoder=tiny_text_encoder(tokenizer, projection=True), tokenizer=tokenizer,
+            text_encoder_2=tiny_text_encoder(tokenizer_2, projection=True), tokenizer_2=tokenizer_2, text_encoder_3=None, tokenizer_3=None)
+        prompts = [digit_prompt(d) for d in range(10)] + [""]  # index 10 is the empty prompt
+        params = [*pipe.transformer.parameters(), *pipe.text_encoder.parameters(), *pipe.text_encoder_2.parameters()]
+        opt = torch.optim.AdamW(params, 1e-3, weight_decay=1e-2)
+        lr = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-3, total_steps=steps, pct_start=0.05)
+        start, smoothed = time.perf_counter(), None
+        for step in range(steps):
+            idx = torch.randint(0, len(images), (batch_size,))
+            x0 = (mean[idx] + std[idx] * torch.randn_like(mean[idx])) * scale
+            texts = [prompts[i] for i in torch.where(torch.rand(batch_size) < null_prompt_prob, 10, labels[idx])]
+            embeds, _, pooled, _ = pipe.encode_prompt(texts, None, None, device="cpu", do_classifier_free_guidance=False,
+                                                      max_sequence_length=POCKET_SD3_TEXT_TOKENS)
+            sigma = torch.sigmoid(torch.randn(batch_size))  # logit-normal, as SD3 was trained
+            noise = torch.randn_like(x0)
+            x = (1 - sigma[:, None, None, None]) * x0 + sigma[:, None, None, None] * noise
+            velocity = pipe.transformer(hidden_states=x, encoder_hidden_states=embeds, pooled_projections=pooled,
+                                        timestep=sigma * 1000, return_dict=False)[0]
+            loss = F.mse_loss(velocity, noise - x0)
+            opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step(); lr.step()
+            smoothed = loss.item() if smoothed is None else 0.98 * smoothed + 0.02 * loss.item()
+            _log(log_every, step, steps, start, loss=smoothed)
+    return ready(pipe)
+
+def build_pocket_sd3(out_dir=None, seed:int=0, steps:int=4000):
+    "Train the pocket flow model on the shipped pocket VAE and save it (half precision, without the VAE) where the loader looks."
+    from imageddpo.pocket import pocket_pipeline
+    out_dir = Path(out_dir or pocket_assets() / "pocket_sd3")
+    pipe = train_pocket_sd3(pocket_pipeline().vae, steps, seed=seed)
+    pipe.to(torch.float16).save_pretrained(out_dir)
+    shutil.rmtree(out_dir / "vae")  # the pocket model's own VAE: loaded from there
+    return out_dir
+
+
+

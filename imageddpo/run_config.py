@@ -21,9 +21,9 @@ from tqdm.auto import tqdm
 
 from . import builtin_rewards
 from .checkpoint import check_output_dir
-from .config import ImageDDPOConfig
+from .config import ImageDDPOConfig, policy_kwargs
 from .families import policy_for
-from .pipeline import I2IDDPOStableDiffusionPipeline, to_image_batch
+from .policy import I2IDDPOPolicy, to_image_batch
 from .trainer import ImageDDPOTrainer, TrainerCallback
 
 # %% ../nbs/06b_run_config.ipynb #2ff28734
@@ -211,15 +211,13 @@ def read_run_config(source, # a YAML path, or the already-parsed dict
 def _builtin_pipeline(model:str, seed:int):
     "The diffusers pipeline a built-in model name stands for."
     from imageddpo.pocket import pocket_pipeline, tiny_pipeline
-    from imageddpo.sd3 import tiny_sd3_pipeline
-    from imageddpo.sdxl import tiny_sdxl_pipeline
+    from imageddpo.pocket import tiny_sd3_pipeline, tiny_sdxl_pipeline
     return {"pocket": pocket_pipeline, "tiny": lambda: tiny_pipeline(seed), "tiny-sdxl": lambda: tiny_sdxl_pipeline(seed),
             "tiny-sd3": lambda: tiny_sd3_pipeline(seed)}[model]()
 
-def load_policy(model:str, revision:str, config:ImageDDPOConfig) -> I2IDDPOStableDiffusionPipeline:
+def load_policy(model:str, revision:str, config:ImageDDPOConfig) -> I2IDDPOPolicy:
     "The policy a run names, of the model's family (SD 1.x, SDXL or SD3, from its model_index.json), with the config's LoRA settings."
-    lora = dict(use_lora=config.use_lora, lora_rank=config.lora_rank, lora_alpha=config.lora_alpha,
-                lora_init=config.lora_init, lora_target_modules=config.lora_target_modules, lora_seed=config.seed)
+    lora = policy_kwargs(config)
     if model in BUILTIN_MODELS: return policy_for(_builtin_pipeline(model, config.seed), **lora)
     try: return policy_for(model, pretrained_model_revision=revision, **lora)
     except ValueError as e:

@@ -27,11 +27,11 @@ from diffusers.training_utils import cast_training_params
 from .advantages import PerKeyStatTracker, global_advantages, group_advantages, sample_key
 from .callbacks import DebugHook, EpochResult, ImageSamplesHook, TrackerLogger, TrainerCallback
 from .checkpoint import check_output_dir, clear_checkpoints, load_trainer_checkpoint, resolve_resume, save_trainer_checkpoint
-from .config import ImageDDPOConfig, from_trl
+from .config import ImageDDPOConfig, check_sampling_plan, from_trl, policy_kwargs
 from .faults import RewardTimeout, StopRequests, TrainingStopped, in_daemon_thread
 from .objectives import LIKELIHOOD_FREE, ForwardPoints, awm_loss, draw_forward_points, nft_loss
 from .families import policy_for
-from .pipeline import I2IDDPOStableDiffusionPipeline, RolloutOutput, to_image_batch
+from .policy import I2IDDPOPolicy, RolloutOutput, to_image_batch
 from .ppo import gaussian_kl_same_std, ppo_clip_loss
 from .rewards import compute_rewards
 from .sharding import resharded, unsharded
@@ -65,12 +65,12 @@ def _check_output_dir(output_dir:str):
 
 # %% ../nbs/05c_trainer.ipynb #c245d50d
 class ImageDDPOTrainer:
-    "Image-to-image DDPO: sample from `prompt_function`, score with `reward_function`, PPO on the denoising steps."
+    "Image-to-image RL: sample from `prompt_function`, score with `reward_function`, train the objective (PPO, NFT or AWM) on the denoising steps."
     def __init__(self,
                  config:ImageDDPOConfig,   # or trl's DDPOConfig (copied with `ImageDDPOConfig.from_trl`)
                  reward_function,          # (images, prompts, metadata[, input_images]) -> rewards or (rewards, info)
                  prompt_function,          # () -> (prompt, image, metadata)
-                 sd_pipeline:I2IDDPOStableDiffusionPipeline, # the policy, SD 1.x or SDXL (a diffusers pipeline is wrapped)
+                 sd_pipeline:I2IDDPOPolicy, # the policy, of any family (a diffusers pipeline is wrapped in its family's)
                  image_samples_hook=None,  # TRL's hook(prompt_image_data, global_step, tracker)
                  *,
                  noise_strength=None,      # overrides `config.noise_strength` (the original package's keyword)
@@ -80,11 +80,10 @@ class ImageDDPOTrainer:
         self.config = c = _as_config(config, noise_strength)
         for name, fn in (("reward_function", reward_function), ("prompt_function", prompt_function)):
             if not callable(fn): raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
-        if isinstance(sd_pipeline, DiffusionPipeline):  # an SD 1.x or SDXL pipeline: wrapped in its family's policy
-            sd_pipeline = policy_for(sd_pipeline, use_lora=c.use_lora, lora_rank=c.lora_rank,
-                lora_alpha=c.lora_alpha, lora_init=c.lora_init, lora_target_modules=c.lora_target_modules, lora_seed=c.seed)
-        if not isinstance(sd_pipeline, I2IDDPOStableDiffusionPipeline):
-            raise TypeError(f"sd_pipeline must be an I2IDDPOStableDiffusionPipeline, got {type(sd_pipeline).__name__}")
+        if isinstance(sd_pipeline, DiffusionPipeline): sd_pipeline = policy_for(sd_pipeline, **policy_kwargs(c))  # its family's policy
+        if not isinstance(sd_pipeline, I2IDDPOPolicy):
+            raise TypeError(f"sd_pipeline must be an image-to-image policy (I2IDDPOPolicy) or a diffusers pipeline, got {type(sd_pipeline).__name__}")
+        check_sampling_plan(c, sd_pipeline)  # the family's strength rule, every epoch, before any model work
         if sd_pipeline.use_lora != c.use_lora:
             raise ValueError(f"config.use_lora={c.use_lora} but the pipeline was built with use_lora={sd_pipeline.use_lora}")
         check_output_dir(c.output_dir, c.resume_from, c.overwrite_output_dir)  # a previous run is never destroyed unasked
@@ -113,11 +112,12 @@ class ImageDDPOTrainer:
             self.accelerator.wait_for_everyone()
         set_seed(c.seed, device_specific=True)  # global RNGs, for the user's prompt and reward functions
         if c.allow_tf32: torch.backends.cuda.matmul.allow_tf32 = True
-        self._place_modules()
-        if c.gradient_checkpointing: sd_pipeline.unet.enable_gradient_checkpointing()
-        self._reference_unet = (copy.deepcopy(sd_pipeline.unet).requires_grad_(False)
+        sd_pipeline.place(self.accelerator.device, _DTYPES.get(c.mixed_precision, torch.float32),
+                          torch.float32 if self.accelerator.distributed_type == DistributedType.FSDP else None)  # FSDP2: units of one dtype
+        if c.gradient_checkpointing: sd_pipeline.denoiser.enable_gradient_checkpointing()
+        self._reference_unet = (copy.deepcopy(sd_pipeline.denoiser).requires_grad_(False)
                                 if c.kl_coef > 0 and not c.use_lora else None)  # LoRA's reference: adapters off
-        self.unet, self.optimizer = self.accelerator.prepare(sd_pipeline.unet, self._make_optimizer(sd_pipeline.trainable_parameters()))
+        self.unet, self.optimizer = self.accelerator.prepare(sd_pipeline.denoiser, self._make_optimizer(sd_pipeline.trainable_parameters()))
         self._params = sd_pipeline.trainable_parameters()  # what clipping sees (FSDP2 replaced them with its shards)
         self.stat_tracker = PerKeyStatTracker(c.per_prompt_stat_tracking_buffer_size, c.per_prompt_stat_tracking_min_count)
         self.first_epoch, self.global_step, self.history, self.nonfinite_skipped = 0, 0, [], 0
@@ -143,19 +143,6 @@ def _check_sharding(acc:Accelerator):
         raise ValueError(f"accelerate is configured for {kind}, which wraps the denoiser so that the policy's rollouts cannot "
                          "call it; imageddpo shards with FSDP2: `accelerate launch --use_fsdp --fsdp_version 2 ...` "
                          "(or fsdp_version: 2 in the accelerate config)")
-
-@patch
-def _place_modules(self:ImageDDPOTrainer):
-    "Move the pipeline to the device: frozen weights in the mixed-precision dtype, trainable ones in float32."
-    pipe, device = self.sd_pipeline, self.accelerator.device
-    weight_dtype = _DTYPES.get(self.config.mixed_precision, torch.float32)
-    vae_dtype = torch.float32 if pipe.upcasts_vae else weight_dtype  # SDXL's VAE: float32 (it overflows in fp16)
-    sharded = self.accelerator.distributed_type == DistributedType.FSDP  # FSDP2 casts for compute; its units hold one dtype
-    for module, dtype in ((pipe.vae, vae_dtype), *((encoder, weight_dtype) for encoder in pipe.text_encoders),
-                          (pipe.unet, weight_dtype if pipe.use_lora and not sharded else torch.float32)):
-        module.to(device)
-        if module.dtype != dtype: module.to(dtype=dtype)  # (only when needed: diffusers warns on every cast)
-    if pipe.use_lora: cast_training_params(pipe.unet, dtype=torch.float32)
 
 @patch
 def _make_optimizer(self:ImageDDPOTrainer, params) -> torch.optim.Optimizer:
@@ -319,16 +306,9 @@ def _done(value) -> Future:
 
 # %% ../nbs/05c_trainer.ipynb #8fe6023d
 def cat_rollouts(outs:list[RolloutOutput]) -> RolloutOutput:
-    "Concatenate rollouts of one policy setting along the batch."
-    shapes = {tuple(o.latents.shape[1:]) for o in outs}
-    if len(shapes) > 1:
-        raise ValueError(f"prompt_function returned images of different sizes within an epoch (latent shapes {sorted(shapes)}); "
-                         "resize them to one size")
-    cat = lambda name: None if getattr(outs[0], name) is None else torch.cat([getattr(o, name) for o in outs])
-    tensors = {f.name: cat(f.name) for f in dataclasses.fields(RolloutOutput) if f.name != "prompts"
-               and isinstance(getattr(outs[0], f.name), (torch.Tensor, type(None)))}
-    scalars = {f.name: getattr(outs[0], f.name) for f in dataclasses.fields(RolloutOutput) if f.name not in tensors and f.name != "prompts"}
-    return RolloutOutput(**tensors, **scalars, prompts=[p for o in outs for p in o.prompts])
+    "Concatenate rollouts of one policy setting along the batch (`RolloutOutput.cat`, with the epoch's wording on a size mismatch)."
+    try: return RolloutOutput.cat(outs)
+    except ValueError as e: raise ValueError(f"prompt_function returned images of different sizes within an epoch: {e}") from None
 
 # %% ../nbs/05c_trainer.ipynb #9a218b6d
 @patch
@@ -369,7 +349,7 @@ def compute_loss(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:torch.
     "The objective's loss, plus `kl_coef` x KL, of samples `rows` at executed-step indices `steps` (PPO) or forward points `steps`."
     if self.config.train_objective in LIKELIHOOD_FREE: return self._forward_process_loss(samples, advantages, rows, steps, points)
     c, pipe, old_log_probs = self.config, self.sd_pipeline, samples.log_probs[rows, steps]
-    with self.accelerator.autocast(): step = pipe.replay_steps(samples, rows, steps, unet=self.unet)
+    with self.accelerator.autocast(): step = pipe.replay_steps(samples, rows, steps, denoiser=self.unet)
     ppo = ppo_clip_loss(step.log_prob, old_log_probs, advantages[rows],
                         clip_range=c.train_clip_range, adv_clip_max=c.train_adv_clip_max)
     info = {"loss": ppo.loss.detach(), "approx_kl": ppo.approx_kl.detach(), "clipfrac": ppo.clipfrac.detach(),
@@ -377,7 +357,7 @@ def compute_loss(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:torch.
     if c.kl_coef == 0: return ppo.loss, info
     reference = nullcontext() if self._reference_unet is not None else pipe.adapters_disabled()
     with torch.no_grad(), reference, self.accelerator.autocast():
-        reference_step = pipe.replay_steps(samples, rows, steps, unet=self._reference_unet)
+        reference_step = pipe.replay_steps(samples, rows, steps, denoiser=self._reference_unet)
     kl = gaussian_kl_same_std(step.mean, reference_step.mean, step.std).mean()
     info["kl"] = kl.detach()
     return ppo.loss + c.kl_coef * kl, info
@@ -409,7 +389,7 @@ def _prediction_at_points(self:ImageDDPOTrainer, samples:RolloutOutput, points:F
     t, x0 = points.timesteps[rows, at], samples.latents[rows, -1]
     noise = points.noise[rows, at].to(x0.dtype)
     x_t = pipe.add_noise(x0, noise, t, samples.num_inference_steps)
-    output = pipe.predict_noise(x_t, t, samples.conditioning.rows(rows).conditional(), unet=unet)
+    output = pipe.predict_noise(x_t, t, samples.conditioning.rows(rows).conditional(), denoiser=unet)
     return output, x_t, t, x0, noise
 
 @patch
@@ -488,7 +468,7 @@ def _optimizer_step(self:ImageDDPOTrainer, epoch:int, finite_loss:torch.Tensor) 
     if not (finite_loss & torch.isfinite(norm)).item() and acc.scaler is None:
         if c.on_nonfinite == "raise":
             self.optimizer.zero_grad(set_to_none=True)
-            raise FloatingPointError(f"non-finite PPO loss or gradient (norm {norm.item()}) at epoch {epoch}; the weights "
+            raise FloatingPointError(f"non-finite {c.train_objective.upper()} loss or gradient (norm {norm.item()}) at epoch {epoch}; the weights "
                                      "were not updated. Set on_nonfinite='skip' to drop such updates")
         self.nonfinite_skipped += 1
         self.optimizer.zero_grad(set_to_none=True)
@@ -515,11 +495,11 @@ def _epoch_stats(self:ImageDDPOTrainer, epoch:int, strength:float, all_rewards:t
 @patch
 def _trainable_state(self:ImageDDPOTrainer) -> dict[str, torch.Tensor]:
     "The trainable parameters of the (unwrapped) UNet, by name (under FSDP2: this process's shards, chapter 05ab)."
-    return {n: p for n, p in resharded(self.sd_pipeline.unet).named_parameters() if p.requires_grad}
+    return {n: p for n, p in resharded(self.sd_pipeline.denoiser).named_parameters() if p.requires_grad}
 
 @patch
 def save_pretrained(self:ImageDDPOTrainer, save_directory:str|Path):
     "Save the trained LoRA (diffusers' `load_lora_weights` format) or the full pipeline (main process; every process calls it)."
-    with unsharded(self.sd_pipeline.unet):  # under FSDP2: the whole weights while the main process writes them
+    with unsharded(self.sd_pipeline.denoiser):  # under FSDP2: the whole weights while the main process writes them
         if self.accelerator.is_main_process: self.sd_pipeline.save_pretrained(save_directory)
         self.accelerator.wait_for_everyone()

@@ -89,7 +89,9 @@ CASES = [
     # --- config ---
     ("eta 0 config", config(sample_eta=0.0), ValueError, "sample_eta=0.0", False),
     ("batch divisibility", config(sample_batch_size=4, train_batch_size=3), ValueError, "train_batch_size=3: must divide", False),
-    ("fraction trains 0", config(noise_strength=0.1, train_timestep_fraction=0.5), ValueError, "train_timestep_fraction", False),
+    ("fraction trains 0", trainer(noise_strength=0.1, train_timestep_fraction=0.5, sample=False), ValueError, "train_timestep_fraction", False),
+    ("strength runs no step", trainer(noise_strength=0.05, sample=False), ValueError, "executes no step at epoch 0", False),
+    ("window longer than K", trainer(noise_strength=0.3, sde_window=4, sample=False), ValueError, "sde_window=4: is longer than the 3 steps", False),
     ("strength > 1", config(noise_strength=1.5), ValueError, "noise_strength=1.5", False),
     ("unknown key", config(no_such_field=1), TypeError, "no_such_field", False),
     ("tracker", config(log_with="mlflow"), ValueError, "log_with='mlflow'", False),
@@ -97,7 +99,7 @@ CASES = [
     # --- trainer construction ---
     ("reward not callable", trainer(reward_function="brightness", sample=False), TypeError, "reward_function must be callable", False),
     ("prompt fn not callable", trainer(prompt_function=None, sample=False), TypeError, "prompt_function must be callable", False),
-    ("pipeline type", trainer(pipe="runwayml/sd", sample=False), TypeError, "sd_pipeline must be an I2IDDPOStableDiffusionPipeline", False),
+    ("pipeline type", trainer(pipe="runwayml/sd", sample=False), TypeError, "sd_pipeline must be an image-to-image policy", False),
     ("LoRA mismatch", trainer(use_lora=False, sample=False), ValueError, "config.use_lora=False", False),
     ("resume missing", trainer(resume_from="/nowhere/checkpoint-3", sample=False), CheckpointError, "no such checkpoint folder", False),
     ("resume not a checkpoint", lambda w: trainer(resume_from=str(w["root"]/"run"), sample=False)(w), CheckpointError,

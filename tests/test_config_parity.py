@@ -2,6 +2,7 @@
 import dataclasses
 from trl import DDPOConfig
 
+from imageddpo import I2IDDPOStableDiffusionPipeline, tiny_pipeline
 from imageddpo.config import TRL_FIELDS, ImageDDPOConfig
 
 def defaults(cls):
@@ -19,7 +20,7 @@ def test_from_trl_copies_a_real_trl_config():
                      per_prompt_stat_tracking=True, mixed_precision="no", log_with=None, seed=7)
     ours = ImageDDPOConfig.from_trl(trl, noise_strength=0.6)
     for name in TRL_FIELDS: assert getattr(ours, name) == getattr(trl, name), name
-    assert ours.noise_strength == 0.6 and ours.trained_steps(0) == 6  # half of the 12 executed steps
+    assert ours.noise_strength == 0.6 and ours.trained_steps(0, I2IDDPOStableDiffusionPipeline(tiny_pipeline())) == 6  # half of the 12 executed steps
 
 def test_trl_example_project_kwargs_say_where_the_run_goes(tmp_path, monkeypatch):
     "TRL's DDPO example configures its run with these project_kwargs; the trainer honours each key with TRL's meaning."

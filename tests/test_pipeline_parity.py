@@ -59,9 +59,9 @@ def test_each_recorded_log_prob_is_recomputed_from_its_pair(policy, images, guid
 def test_guidance_at_most_one_uses_the_prompts_own_conditioning(policy, images):
     out = policy.rollout(images, PROMPTS, noise_strength=0.4, num_inference_steps=10, guidance_scale=1.0, generator=gen())
     expected = policy.sd_pipeline.encode_prompt(PROMPTS, "cpu", 1, False)[0]
-    assert torch.equal(out.prompt_embeds, expected) and out.negative_prompt_embeds is None
+    assert torch.equal(out.conditioning.prompt_embeds, expected) and out.conditioning.negative_prompt_embeds is None
     null = policy.sd_pipeline.encode_prompt([""], "cpu", 1, False)[0]
-    assert torch.allclose(out.prompt_embeds[1], null[0]) and not torch.allclose(out.prompt_embeds[0], null[0])
+    assert torch.allclose(out.conditioning.prompt_embeds[1], null[0]) and not torch.allclose(out.conditioning.prompt_embeds[0], null[0])
 
 def test_guidance_rescale_changes_the_policy_and_is_replayed(policy, images):
     kw = dict(noise_strength=0.5, num_inference_steps=10, guidance_scale=7.5, eta=1.0)

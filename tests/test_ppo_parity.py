@@ -41,7 +41,7 @@ def test_loss_diagnostics_and_gradients_match_trl(checkpoint, guidance_scale):
     trainer = types.SimpleNamespace(config=config, autocast=contextlib.nullcontext, sd_pipeline=theirs)
     trainer.loss = lambda *args: DDPOTrainer.loss(trainer, *args)
     theirs.scheduler.set_timesteps(10); ours.scheduler.set_timesteps(10)
-    embeds = out.prompt_embeds if guidance_scale <= 1 else torch.cat([out.negative_prompt_embeds, out.prompt_embeds])
+    embeds = out.conditioning.prompt_embeds if guidance_scale <= 1 else torch.cat([out.conditioning.negative_prompt_embeds, out.conditioning.prompt_embeds])
     advantages = torch.tensor([2.5, -1.0, 0.3, -3.0])
     clipfracs, errors = [], []
     for k in range(out.timesteps.shape[1]):

@@ -38,7 +38,7 @@ def test_replay_is_on_policy_before_the_first_update(tmp_path, guidance_scale):
     sampled = trainer.sample_and_reward(epoch=0, noise_strength=0.5)
     samples, (advantages, _) = sampled.samples, trainer.compute_advantages(sampled.samples, sampled.rewards)
     n, K = samples.log_probs.shape
-    assert (n, K) == (8, 5) and (samples.negative_prompt_embeds is not None) == (guidance_scale > 1)
+    assert (n, K) == (8, 5) and (samples.conditioning.negative_prompt_embeds is not None) == (guidance_scale > 1)
     with torch.no_grad():
         worst = max(trainer.compute_loss(samples, advantages, torch.arange(n), torch.full((n,), k))[1]["max_abs_log_ratio"].item()
                     for k in range(K))
@@ -85,8 +85,8 @@ def test_trainer_loss_and_gradients_match_trl(tmp_path, guidance_scale):
         steps = torch.randint(0, K, (n,), generator=g)  # per-sample timesteps, as training permutes them
         ours.sd_pipeline.unet.zero_grad(); theirs.unet.zero_grad()
         loss, info = ours.compute_loss(samples, advantages, rows, steps)
-        embeds = (samples.prompt_embeds if guidance_scale <= 1 else
-                  torch.cat([samples.negative_prompt_embeds, samples.prompt_embeds]))
+        embeds = (samples.conditioning.prompt_embeds if guidance_scale <= 1 else
+                  torch.cat([samples.conditioning.negative_prompt_embeds, samples.conditioning.prompt_embeds]))
         trl_loss, approx_kl, clipfrac = DDPOTrainer.calculate_loss(
             trl_trainer, samples.latents[rows, steps], samples.timesteps[rows, steps], samples.latents[rows, steps + 1],
             samples.log_probs[rows, steps], advantages, embeds)

@@ -24,7 +24,7 @@ def test_fp16_training_runs_and_stays_finite(tmp_path, use_lora, objective):
 @pytest.mark.gpu
 def test_the_denoising_loop_never_waits_on_the_device():
     "The rollout's loop body (UNet call, DDIM step with its pre-drawn noise) issues no host-device synchronisation."
-    from imageddpo.pipeline import _step_noises
+    from imageddpo.policy import _step_noises
     from imageddpo.scheduler import ddim_step_with_logprob
     policy = I2IDDPOStableDiffusionPipeline(tiny_pipeline().to("cuda"))
     policy.scheduler.set_timesteps(10)
