@@ -13,9 +13,7 @@ from diffusers import (StableDiffusion3Img2ImgPipeline, StableDiffusionImg2ImgPi
                        UNet2DConditionModel, AutoencoderKL)
 
 from imageddpo.families import model_family, policy_for
-from imageddpo.pipeline import executed_steps
-from imageddpo.pocket import pocket_pipeline, tiny_pipeline
-from imageddpo.pocket import tiny_sd3_pipeline, tiny_sdxl_pipeline
+from imageddpo.pocket import pocket_pipeline, tiny_pipeline, tiny_sd3_pipeline, tiny_sdxl_pipeline
 from common import machine, peak_memory, timed
 
 def mid_pipeline() -> StableDiffusionPipeline:
@@ -65,7 +63,7 @@ def bench(model:str, device:str, repeats:int, batch:int=4, steps:int=10, strengt
             t_ours, t_theirs = [], []
             for _ in range(repeats):
                 t_ours.append(timed(ours)); t_theirs.append(timed(theirs))
-            row = dict(model=model, guidance=guidance, noise_strength=strength, executed_steps=executed_steps(steps, strength),
+            row = dict(model=model, guidance=guidance, noise_strength=strength, executed_steps=policy.executed_steps(steps, strength),
                        batch=batch, ours_s=statistics.median(t_ours), diffusers_s=statistics.median(t_theirs))
             row["ratio"] = row["ours_s"] / row["diffusers_s"]
             rows.append(row)

@@ -7,8 +7,8 @@ Docs: https://hectorastrom.github.io/imageddpo/checkpoints.html.md"""
 # %% auto #0
 __all__ = ['CHECKPOINT_RE', 'MANIFEST', 'CheckpointError', 'partial_dir', 'begin_checkpoint', 'write_files', 'seal_checkpoint',
            'list_checkpoints', 'latest_checkpoint', 'checkpoint_epoch', 'verify_checkpoint', 'resolve_resume',
-           'prune_checkpoints', 'check_output_dir', 'clear_checkpoints', 'rng_state', 'set_rng_state', 'save_tensors',
-           'load_tensors', 'load_state', 'save_trainer_checkpoint', 'load_trainer_checkpoint']
+           'prune_checkpoints', 'check_output_dir', 'check_writable', 'clear_checkpoints', 'rng_state', 'set_rng_state',
+           'save_tensors', 'load_tensors', 'load_state', 'save_trainer_checkpoint', 'load_trainer_checkpoint']
 
 # %% ../nbs/05b_checkpoints.ipynb #fc50009c
 import hashlib, json, os, random, re, shutil
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .sharding import full_state, is_sharded, load_optimizer_state, load_state_into, optimizer_state
+from .sharding import is_sharded
 
 # %% ../nbs/05b_checkpoints.ipynb #eae02f8f
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
@@ -124,7 +124,7 @@ def check_output_dir(output_dir:str|Path,
                      resume_from:str="",               # a checkpoint folder, "latest", or "" for a new run
                      overwrite_output_dir:bool=False,  # a new run may replace the folder's previous one
                      command:str|None=None):           # name the command-line flags in the message (e.g. "imageddpo demo")
-    "Refuse a new run in `output_dir` when it holds a previous run's checkpoints (nothing is changed)."
+    "Refuse a new run in `output_dir` when it holds a previous run's checkpoints (nothing is changed, nothing is written)."
     if resume_from and overwrite_output_dir:
         raise ValueError(f"resume_from={resume_from!r} continues the run in output_dir and overwrite_output_dir=True replaces it: choose one")
     found = list_checkpoints(output_dir)
@@ -134,6 +134,15 @@ def check_output_dir(output_dir:str|Path,
     raise ValueError(f"output_dir={str(output_dir)!r} holds a previous run (newest checkpoint: {found[-1].name}, "
                      f"epochs done: {checkpoint_epoch(found[-1])}). Continue it with {resume}, start over with {overwrite} "
                      "(deletes its checkpoints), or choose another output_dir. Nothing was changed.")
+
+def check_writable(output_dir:str|Path):
+    "Create `output_dir/checkpoints` if needed and prove the folder is writable (a PermissionError naming it, if not): a trainer's first write."
+    path = Path(output_dir)
+    try:
+        (path/"checkpoints").mkdir(parents=True, exist_ok=True)
+        probe = path/f".write-test-{os.getpid()}"
+        probe.write_text(""); probe.unlink()
+    except OSError as e: raise PermissionError(f"output_dir={str(output_dir)!r} is not writable: {e}") from e
 
 def clear_checkpoints(output_dir:str|Path):
     "Delete every checkpoint under `output_dir/checkpoints`, sealed or partial (main process; `overwrite_output_dir`)."
@@ -197,27 +206,23 @@ def _failed_write_explained(path:Path):
 
 def save_trainer_checkpoint(trainer, # an `ImageDDPOTrainer` (every process calls this)
                             completed_epochs:int) -> Path:
-    "Write `checkpoint-<completed_epochs>` of `trainer` atomically and prune old ones; its path."
+    "Write `checkpoint-<completed_epochs>` of `trainer` (its `state_dict`) atomically and prune old ones; its path."
     c, acc = trainer.config, trainer.accelerator
     path = Path(c.output_dir)/"checkpoints"/f"checkpoint-{completed_epochs}"
     if acc.is_main_process: begin_checkpoint(path)
     acc.wait_for_everyone()
     rank_state = json.dumps(rng_state())
     with _failed_write_explained(path): write_files(path, {f"rng-{acc.process_index}.json": lambda p: p.write_text(rank_state)})
-    sharded = is_sharded(trainer.sd_pipeline.unet)
-    if sharded or acc.is_main_process:  # under FSDP2 every process takes part in gathering the whole tensors (chapter 05ab)
-        weights = full_state(trainer._trainable_state())
-        optim = {"optimizer": optimizer_state(trainer.sd_pipeline.unet, trainer.optimizer),
-                 "scaler": acc.scaler.state_dict() if acc.scaler else None}
+    sharded = is_sharded(trainer.sd_pipeline.denoiser)
+    state = trainer.state_dict()  # every process: under FSDP2 they gather the whole tensors together (chapter 05ab)
     if acc.is_main_process:
-        state = {"epoch": completed_epochs, "global_step": trainer.global_step, "num_processes": acc.num_processes,
-                 "sharded": sharded, "nonfinite_skipped": trainer.nonfinite_skipped, "history": trainer.history,
-                 "stat_tracker": trainer.stat_tracker.state_dict()}
+        meta = {"epoch": completed_epochs, "num_processes": acc.num_processes, "sharded": sharded, **state["counters"]}
+        optim = {"optimizer": state["optimizer"], "scaler": state["scaler"]}
         with _failed_write_explained(path):
-            _check_free_space(path, 3 * sum(t.numel() * t.element_size() for t in weights.values()))  # weights + Adam's 2 moments
-            write_files(path, {"weights.safetensors": lambda p: save_tensors(p, weights),
+            _check_free_space(path, 3 * sum(t.numel() * t.element_size() for t in state["weights"].values()))  # weights + Adam's 2 moments
+            write_files(path, {"weights.safetensors": lambda p: save_tensors(p, state["weights"]),
                                "optimizer.pt": lambda p: torch.save(optim, p),
-                               "trainer_state.json": lambda p: p.write_text(json.dumps(state))})
+                               "trainer_state.json": lambda p: p.write_text(json.dumps(meta))})
     acc.wait_for_everyone()
     if acc.is_main_process:
         with _failed_write_explained(path): seal_checkpoint(path)
@@ -227,38 +232,35 @@ def save_trainer_checkpoint(trainer, # an `ImageDDPOTrainer` (every process call
 
 def load_trainer_checkpoint(trainer, # an `ImageDDPOTrainer` (every process calls this)
                             path:str|Path): # a sealed, verified checkpoint folder (`resolve_resume`)
-    "Restore `trainer`'s weights, optimiser, scaler, counters, stat tracker and this process's RNG from `path`."
+    "Restore `trainer` (`load_state_dict`: weights, optimiser, scaler, counters, stat tracker) and this process's RNG from `path`."
     path, acc = Path(path), trainer.accelerator
     with _unreadable_explained(path): _load_trainer_checkpoint(trainer, path, acc)
     acc.print(f"Resuming from {path}: {trainer.first_epoch} of {trainer.config.num_epochs} epochs done")
 
 @contextmanager
 def _unreadable_explained(path:Path):
-    "A file that passed its checksum but cannot be parsed (written by something else) becomes a `CheckpointError`."
+    "A file that passed its checksum but cannot be parsed (written by something else), or a state the trainer refuses, becomes a `CheckpointError`."
     try: yield
     except CheckpointError: raise
     except Exception as e: raise CheckpointError(f"resume_from={str(path)!r}: cannot be read ({type(e).__name__}: {e})") from e
 
+_COUNTERS = ("global_step", "nonfinite_skipped", "history", "stat_tracker")  # what trainer_state.json holds of `state_dict`'s counters
+
 def _load_trainer_checkpoint(trainer, path:Path, acc):
     "Read and check everything first, then change the trainer: a checkpoint that fails half-way changes nothing."
-    state = json.loads((path/"trainer_state.json").read_text())
-    if state["num_processes"] != acc.num_processes:
-        raise CheckpointError(f"resume_from={str(path)!r} was written by {state['num_processes']} processes; "
+    meta = json.loads((path/"trainer_state.json").read_text())
+    if meta["num_processes"] != acc.num_processes:
+        raise CheckpointError(f"resume_from={str(path)!r} was written by {meta['num_processes']} processes; "
                               f"this run has {acc.num_processes}")
-    sharded = is_sharded(trainer.sd_pipeline.unet)
-    if state.get("sharded", False) != sharded:
+    sharded = is_sharded(trainer.sd_pipeline.denoiser)
+    if meta.get("sharded", False) != sharded:
         raise CheckpointError(f"resume_from={str(path)!r} was written " + ("under FSDP; this run is not sharded" if not sharded else
                               "without sharding; this run is under FSDP") + ": resume it with the setup that wrote it")
-    saved, mine = load_tensors(path/"weights.safetensors"), trainer._trainable_state()
-    if set(saved) != set(mine) or any(saved[k].shape != mine[k].shape for k in mine):
-        raise CheckpointError(f"resume_from={str(path)!r} holds different trainable weights than this pipeline "
-                              "(another LoRA rank, targets, or full fine-tuning?)")
     optim = load_state(path/"optimizer.pt")
+    state = {"weights": load_tensors(path/"weights.safetensors"), "optimizer": optim["optimizer"], "scaler": optim["scaler"],
+             "counters": {k: meta[k] for k in _COUNTERS}}
     rng = json.loads((path/f"rng-{acc.process_index}.json").read_text())
-    load_state_into(mine, saved)
-    load_optimizer_state(trainer.sd_pipeline.unet, trainer.optimizer, optim["optimizer"])
-    if acc.scaler is not None and optim["scaler"]: acc.scaler.load_state_dict(optim["scaler"])
-    trainer.stat_tracker.load_state_dict(state["stat_tracker"])
-    trainer.first_epoch, trainer.global_step = checkpoint_epoch(path), state["global_step"]
-    trainer.history, trainer.nonfinite_skipped = state["history"], state["nonfinite_skipped"]
+    try: trainer.load_state_dict(state)  # checks the weights' names and shapes before it changes anything
+    except ValueError as e: raise CheckpointError(f"resume_from={str(path)!r}: {e}") from e
+    trainer.first_epoch = checkpoint_epoch(path)
     set_rng_state(rng)

@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from .objectives import LIKELIHOOD_FREE, OBJECTIVES
+from .objectives import OBJECTIVES
 from .policy import LORA_TARGET_MODULES
 
 # %% ../nbs/05_config.ipynb #00a8196e
@@ -150,7 +150,7 @@ def _problems(c:ImageDDPOConfig) -> list[str]:
     need(lambda: c.reward_timeout_s is None or c.reward_timeout_s > 0, "reward_timeout_s", "must be > 0 seconds, or None for no limit")
     need(lambda: c.process_timeout_s > 0, "process_timeout_s", "must be > 0 seconds")
     if need(lambda: c.train_objective in OBJECTIVES, "train_objective", f"must be one of {tuple(OBJECTIVES)}"):
-        need(lambda: c.sample_eta > 0 or c.train_objective in LIKELIHOOD_FREE, "sample_eta",
+        need(lambda: c.sample_eta > 0 or not OBJECTIVES[c.train_objective].needs_log_probs, "sample_eta",
              f"must be > 0 for train_objective={c.train_objective!r}: a deterministic sampler (eta=0) has no log-probabilities "
              "to train (the forward-process objectives 'nft' and 'awm' train from any sampler)")
     need(lambda: c.sample_eta >= 0, "sample_eta", "must be >= 0")

@@ -181,9 +181,11 @@ class I2IDDPOPolicy:
         self.sd_pipeline.set_progress_bar_config(disable=True)
         self.pretrained_model, self.pretrained_revision = pretrained_model_name, pretrained_model_revision
         self.use_lora = use_lora
-        self.vae.requires_grad_(False)
-        for encoder in self.text_encoders: encoder.requires_grad_(False)
+        for module in self.frozen_modules: module.requires_grad_(False)
         self.denoiser.requires_grad_(not use_lora)
+        if use_lora and not hasattr(self.denoiser, "add_adapter"):
+            raise ValueError(f"use_lora=True: the {type(self.denoiser).__name__} denoiser has no diffusers LoRA support (add_adapter); "
+                             "train it fully with use_lora=False")
         if use_lora:
             device = next(self.denoiser.parameters()).device
             seeded = torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else [])  # global RNG untouched
@@ -209,7 +211,9 @@ class I2IDDPOPolicy:
         "The denoiser, under the name TRL's DDPO pipelines and the original imageddpo gave it (a transformer for flow families)."
         return self.denoiser
     @property
-    def vae(self): return self.sd_pipeline.vae
+    def vae(self):
+        "The pipeline's VAE (None for a pixel-space model)."
+        return getattr(self.sd_pipeline, "vae", None)
     @property
     def scheduler(self): return self.sd_pipeline.scheduler
     @property
@@ -218,9 +222,13 @@ class I2IDDPOPolicy:
         components = self.sd_pipeline.components
         return tuple(components[k] for k in sorted(components) if k.startswith("text_encoder") and components[k] is not None)
     @property
+    def frozen_modules(self) -> tuple:
+        "What the policy never trains: the VAE (if any) and the text encoders."
+        return tuple(m for m in (self.vae, *self.text_encoders) if m is not None)
+    @property
     def size_multiple(self) -> int:
         "Image heights and widths must be multiples of this: the VAE's downsampling factor (families with patches multiply it)."
-        return self.sd_pipeline.vae_scale_factor
+        return getattr(self.sd_pipeline, "vae_scale_factor", 1)
     @property
     def device(self) -> torch.device:
         "Where the denoiser's weights live (read from its first parameter, see below)."
@@ -266,8 +274,7 @@ def place(self:I2IDDPOPolicy,
           denoiser_dtype:torch.dtype|None=None, # the denoiser's (default: `dtype` with LoRA, float32 when it is fully trained)
          ) -> I2IDDPOPolicy:
     "Move the policy to `device`: frozen weights in `dtype`, trained ones in float32; returns the policy."
-    _place_module(self.vae, device, torch.float32 if self.upcasts_vae else dtype)
-    for encoder in self.text_encoders: _place_module(encoder, device, dtype)
+    for module in self.frozen_modules: _place_module(module, device, torch.float32 if module is self.vae and self.upcasts_vae else dtype)
     _place_module(self.denoiser, device, denoiser_dtype or (dtype if self.use_lora else torch.float32))
     if self.use_lora: cast_training_params(self.denoiser, dtype=torch.float32)
     return self
@@ -293,7 +300,7 @@ def check_inputs(self:I2IDDPOPolicy, images:torch.Tensor, prompts, noise_strengt
                  num_inference_steps:int, guidance_scale:float, eta:float, generator) -> tuple[list[str], torch.Tensor]:
     "Validate a rollout's arguments; return the prompts as a list and the executed timesteps."
     batch, (height, width) = images.shape[0], images.shape[-2:]
-    factor, vae_factor = self.size_multiple, self.sd_pipeline.vae_scale_factor
+    factor, vae_factor = self.size_multiple, getattr(self.sd_pipeline, "vae_scale_factor", 1)
     if height % factor or width % factor:
         what = (f"the VAE factor {factor}" if factor == vae_factor else
                 f"{factor} (the VAE factor {vae_factor} times the transformer's patch size {factor // vae_factor})")

@@ -61,12 +61,12 @@ def resharded(module:torch.nn.Module) -> torch.nn.Module:
 @torch.no_grad()
 def unsharded(module:torch.nn.Module):
     "Within: `module`'s parameters are whole tensors on every process (every process enters); a plain module: unchanged."
-    shards = [(sub, name, p) for sub in resharded(module).modules() for name, p in sub._parameters.items() if _is_shard(p)]
+    shards = [(sub, name, p) for sub in resharded(module).modules() for name, p in sub.named_parameters(recurse=False) if _is_shard(p)]
     for sub, name, p in shards:  # the same order on every process: the gathers pair up
-        sub._parameters[name] = torch.nn.Parameter(p.full_tensor().clone(), requires_grad=p.requires_grad)
+        sub.register_parameter(name, torch.nn.Parameter(p.full_tensor().clone(), requires_grad=p.requires_grad))
     try: yield module
     finally:
-        for sub, name, p in shards: sub._parameters[name] = p
+        for sub, name, p in shards: sub.register_parameter(name, p)
 
 # %% ../nbs/05ab_sharding.ipynb #59fa8cf9
 def optimizer_state(model:torch.nn.Module, optimizer:torch.optim.Optimizer) -> dict:

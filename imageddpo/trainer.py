@@ -1,4 +1,4 @@
-"""`ImageDDPOTrainer`: sample image-to-image trajectories, score them, turn scores into advantages, and train on the executed denoising steps (PPO, or the forward-process objectives NFT and AWM) — the whole epoch on one screen
+"""`ImageDDPOTrainer`: sample image-to-image trajectories, score them, turn scores into advantages, and train the objective (PPO, NFT, AWM: objects, chapter 04c) on the executed denoising steps — the whole epoch on one screen
 
 Docs: https://hectorastrom.github.io/imageddpo/trainer.html.md"""
 
@@ -26,15 +26,15 @@ from diffusers.training_utils import cast_training_params
 
 from .advantages import PerKeyStatTracker, global_advantages, group_advantages, sample_key
 from .callbacks import DebugHook, EpochResult, ImageSamplesHook, TrackerLogger, TrainerCallback
-from .checkpoint import check_output_dir, clear_checkpoints, load_trainer_checkpoint, resolve_resume, save_trainer_checkpoint
+from .checkpoint import (check_output_dir, check_writable, clear_checkpoints, load_trainer_checkpoint, resolve_resume,
+                                  save_trainer_checkpoint)
 from .config import ImageDDPOConfig, check_sampling_plan, from_trl, policy_kwargs
 from .faults import RewardTimeout, StopRequests, TrainingStopped, in_daemon_thread
-from .objectives import LIKELIHOOD_FREE, ForwardPoints, awm_loss, draw_forward_points, nft_loss
+from .objectives import OBJECTIVES
 from .families import policy_for
 from .policy import I2IDDPOPolicy, RolloutOutput, to_image_batch
-from .ppo import gaussian_kl_same_std, ppo_clip_loss
 from .rewards import compute_rewards
-from .sharding import resharded, unsharded
+from .sharding import full_state, is_sharded, load_optimizer_state, load_state_into, optimizer_state, resharded, unsharded
 
 # %% ../nbs/05c_trainer.ipynb #d2912382
 _ORIGINAL_NOISE_STRENGTH = 0.2  # imageddpo 0.1.2's default, kept for its users (who pass TRL's DDPOConfig)
@@ -53,15 +53,6 @@ def _as_config(config, noise_strength) -> ImageDDPOConfig:
     if hasattr(config, "sample_num_steps") and hasattr(config, "train_clip_range"):  # trl.DDPOConfig, duck-typed
         return from_trl(config, noise_strength=_ORIGINAL_NOISE_STRENGTH if noise_strength is None else noise_strength)
     raise TypeError(f"config must be an ImageDDPOConfig (or trl's DDPOConfig), got {type(config).__name__}")
-
-def _check_output_dir(output_dir:str):
-    "Create `output_dir` if needed and prove it is writable."
-    path = Path(output_dir)
-    try:
-        (path/"checkpoints").mkdir(parents=True, exist_ok=True)
-        probe = path/f".write-test-{os.getpid()}"
-        probe.write_text(""); probe.unlink()
-    except OSError as e: raise PermissionError(f"output_dir={output_dir!r} is not writable: {e}") from e
 
 # %% ../nbs/05c_trainer.ipynb #c245d50d
 class ImageDDPOTrainer:
@@ -87,7 +78,7 @@ class ImageDDPOTrainer:
         if sd_pipeline.use_lora != c.use_lora:
             raise ValueError(f"config.use_lora={c.use_lora} but the pipeline was built with use_lora={sd_pipeline.use_lora}")
         check_output_dir(c.output_dir, c.resume_from, c.overwrite_output_dir)  # a previous run is never destroyed unasked
-        _check_output_dir(c.output_dir)
+        check_writable(c.output_dir)
         self.resumed_from = resume = resolve_resume(c.resume_from, c.output_dir)  # verified before any model work
         self.reward_function, self.prompt_function, self.sd_pipeline = reward_function, prompt_function, sd_pipeline
         self.callbacks = [TrackerLogger(), *([DebugHook(debug_hook)] if debug_hook else []),
@@ -115,9 +106,10 @@ class ImageDDPOTrainer:
         sd_pipeline.place(self.accelerator.device, _DTYPES.get(c.mixed_precision, torch.float32),
                           torch.float32 if self.accelerator.distributed_type == DistributedType.FSDP else None)  # FSDP2: units of one dtype
         if c.gradient_checkpointing: sd_pipeline.denoiser.enable_gradient_checkpointing()
-        self._reference_unet = (copy.deepcopy(sd_pipeline.denoiser).requires_grad_(False)
+        self.reference_denoiser = (copy.deepcopy(sd_pipeline.denoiser).requires_grad_(False)
                                 if c.kl_coef > 0 and not c.use_lora else None)  # LoRA's reference: adapters off
-        self.unet, self.optimizer = self.accelerator.prepare(sd_pipeline.denoiser, self._make_optimizer(sd_pipeline.trainable_parameters()))
+        self.denoiser, self.optimizer = self.accelerator.prepare(sd_pipeline.denoiser, self._make_optimizer(sd_pipeline.trainable_parameters()))
+        self.objective = OBJECTIVES[c.train_objective]()  # chapter 04c: PPO, NFT, AWM, or one of the user's
         self._params = sd_pipeline.trainable_parameters()  # what clipping sees (FSDP2 replaced them with its shards)
         self.stat_tracker = PerKeyStatTracker(c.per_prompt_stat_tracking_buffer_size, c.per_prompt_stat_tracking_min_count)
         self.first_epoch, self.global_step, self.history, self.nonfinite_skipped = 0, 0, [], 0
@@ -168,9 +160,9 @@ def step(self:ImageDDPOTrainer, epoch:int, global_step:int|None=None) -> int:
     start = time.perf_counter()
     advantages, all_rewards = self.compute_advantages(sampled.samples, sampled.rewards)
     rows, group_stats = self._trained_rows(all_rewards, len(sampled.rewards), epoch)
-    inner = range(c.train_num_inner_epochs)  # a forward-process objective's points (and NFT's old predictions) come first
-    points = [self.forward_points(sampled.samples, epoch, i) for i in inner] if c.train_objective in LIKELIHOOD_FREE else [None for i in inner]
-    passes = [self.train_on_samples(sampled.samples, advantages, epoch, i, points[i], rows) for i in inner]
+    inner = range(c.train_num_inner_epochs)  # every pass's plan first: NFT's old predictions are the sampling weights'
+    plans = [self.plan(sampled.samples, epoch, i) for i in inner]
+    passes = [self.train_on_samples(sampled.samples, advantages, epoch, i, plans[i], rows) for i in inner]
     seconds = {**sampled.seconds, "train_s": time.perf_counter() - start}
     stats = self._epoch_stats(epoch, strength, all_rewards, {k: [v for p in passes for v in p[k]] for k in passes[0]}, seconds,
                               group_stats)
@@ -344,75 +336,17 @@ def _trained_rows(self:ImageDDPOTrainer, all_rewards:torch.Tensor, n:int, epoch:
 
 # %% ../nbs/05c_trainer.ipynb #59238c89
 @patch
-def compute_loss(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:torch.Tensor,
-                 rows:torch.Tensor, steps:torch.Tensor, points:ForwardPoints|None=None) -> tuple[torch.Tensor, dict]:
-    "The objective's loss, plus `kl_coef` x KL, of samples `rows` at executed-step indices `steps` (PPO) or forward points `steps`."
-    if self.config.train_objective in LIKELIHOOD_FREE: return self._forward_process_loss(samples, advantages, rows, steps, points)
-    c, pipe, old_log_probs = self.config, self.sd_pipeline, samples.log_probs[rows, steps]
-    with self.accelerator.autocast(): step = pipe.replay_steps(samples, rows, steps, denoiser=self.unet)
-    ppo = ppo_clip_loss(step.log_prob, old_log_probs, advantages[rows],
-                        clip_range=c.train_clip_range, adv_clip_max=c.train_adv_clip_max)
-    info = {"loss": ppo.loss.detach(), "approx_kl": ppo.approx_kl.detach(), "clipfrac": ppo.clipfrac.detach(),
-            "max_abs_log_ratio": (step.log_prob - old_log_probs).abs().max().detach()}
-    if c.kl_coef == 0: return ppo.loss, info
-    reference = nullcontext() if self._reference_unet is not None else pipe.adapters_disabled()
-    with torch.no_grad(), reference, self.accelerator.autocast():
-        reference_step = pipe.replay_steps(samples, rows, steps, denoiser=self._reference_unet)
-    kl = gaussian_kl_same_std(step.mean, reference_step.mean, step.std).mean()
-    info["kl"] = kl.detach()
-    return ppo.loss + c.kl_coef * kl, info
-
-# %% ../nbs/05c_trainer.ipynb #34ee53c1
-@patch
-@torch.no_grad()
-def forward_points(self:ImageDDPOTrainer, samples:RolloutOutput, epoch:int, inner:int) -> ForwardPoints:
-    "Inner pass `inner`'s points for a forward-process objective; with NFT, the current (sampling) policy's x_0 predictions there."
-    c, acc = self.config, self.accelerator
-    n, K = samples.timesteps.shape
-    T = c.trained_step_count(K)
-    g = torch.Generator().manual_seed(_seed_for(c.seed, FORWARD_POINTS_SEED, epoch, acc.process_index, inner))
-    points = draw_forward_points(samples.timesteps, T, tuple(samples.latents.shape[2:]), g)
-    if c.train_objective == "nft":
-        old = torch.empty(points.noise.shape, dtype=torch.float32, device=points.noise.device)
-        for rows in torch.arange(n, device=samples.latents.device).split(c.train_batch_size):
-            for j in range(T):
-                with acc.autocast(): output, x_t, t, _, _ = self._prediction_at_points(samples, points, rows, torch.full_like(rows, j))
-                old[rows, j] = self.sd_pipeline.predicted_x0(output, x_t, t, samples.num_inference_steps)
-        points.old_x0 = old
-    return points
+def plan(self:ImageDDPOTrainer, samples:RolloutOutput, epoch:int, inner:int):
+    "The objective's plan for inner pass `inner` of `epoch` (what each sample trains), its draws seeded from the run."
+    g = torch.Generator().manual_seed(_seed_for(self.config.seed, FORWARD_POINTS_SEED, epoch, self.accelerator.process_index, inner))
+    return self.objective.prepare(self, samples, epoch, inner, g)
 
 @patch
-def _prediction_at_points(self:ImageDDPOTrainer, samples:RolloutOutput, points:ForwardPoints, rows:torch.Tensor,
-                          at:torch.Tensor, unet=None) -> tuple:
-    "The conditional denoiser output at forward points (rows, at), with x_t, t, x_0 and the noise: (output, x_t, t, x0, noise)."
-    pipe = self.sd_pipeline
-    t, x0 = points.timesteps[rows, at], samples.latents[rows, -1]
-    noise = points.noise[rows, at].to(x0.dtype)
-    x_t = pipe.add_noise(x0, noise, t, samples.num_inference_steps)
-    output = pipe.predict_noise(x_t, t, samples.conditioning.rows(rows).conditional(), denoiser=unet)
-    return output, x_t, t, x0, noise
-
-@patch
-def _forward_process_loss(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:torch.Tensor, rows:torch.Tensor,
-                          at:torch.Tensor, points:ForwardPoints) -> tuple[torch.Tensor, dict]:
-    "NFT's or AWM's loss (chapter 04c), plus `kl_coef` x the squared distance to the reference's output, at points (rows, at)."
-    c, pipe, N = self.config, self.sd_pipeline, samples.num_inference_steps
-    with self.accelerator.autocast(): output, x_t, t, x0, noise = self._prediction_at_points(samples, points, rows, at, self.unet)
-    x0_pred = pipe.predicted_x0(output, x_t, t, N)
-    if c.train_objective == "nft":
-        per_sample = nft_loss(x0_pred, points.old_x0[rows, at], x0, advantages[rows], c.nft_beta, c.train_adv_clip_max)
-    else:
-        target = pipe.denoising_target(x0, noise, t, N)
-        per_sample = awm_loss(output, target, advantages[rows], c.train_adv_clip_max)
-    loss = per_sample.mean()
-    info = {"loss": loss.detach(), "x0_error": (x0_pred.detach() - x0.float()).abs().mean()}
-    if c.kl_coef == 0: return loss, info
-    reference = nullcontext() if self._reference_unet is not None else pipe.adapters_disabled()
-    with torch.no_grad(), reference, self.accelerator.autocast():
-        reference_output = self._prediction_at_points(samples, points, rows, at, self._reference_unet)[0]
-    kl = ((output.float() - reference_output.float()) ** 2).mean()
-    info["kl"] = kl.detach()
-    return loss + c.kl_coef * kl, info
+def compute_loss(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:torch.Tensor, rows:torch.Tensor, at:torch.Tensor,
+                 plan=None, # the pass's plan (`plan`); PPO's by default
+                ) -> tuple[torch.Tensor, dict]:
+    "The objective's loss, with its `kl_coef` reference term, of samples `rows` at plan indices `at`, and its diagnostics."
+    return self.objective.loss(self, samples, advantages, rows, at, plan)
 
 # %% ../nbs/05c_trainer.ipynb #034fe1dc
 def _unet_calls(rows:torch.Tensor, # a minibatch's sample indices, [b]
@@ -426,23 +360,21 @@ def _unet_calls(rows:torch.Tensor, # a minibatch's sample indices, [b]
 @patch
 def _gradient_sync(self:ImageDDPOTrainer, sync:bool):
     "Let this backward pass all-reduce gradients across processes (`sync`), or accumulate locally."
-    return nullcontext() if sync else self.accelerator.no_sync(self.unet)
+    return nullcontext() if sync else self.accelerator.no_sync(self.denoiser)
 
 @patch
 def train_on_samples(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:torch.Tensor, epoch:int, inner:int,
-                     points:ForwardPoints|None=None, # a forward-process objective's points (`forward_points`)
-                     rows:torch.Tensor|None=None,    # train only these samples (default: all)
+                     plan=None,                   # the objective's plan for this pass (default: `plan` makes it)
+                     rows:torch.Tensor|None=None, # train only these samples (default: all)
                     ) -> dict:
     "One pass (inner epoch) over the epoch's samples; updates `global_step`, returns the micro-steps' diagnostics."
     c, acc = self.config, self.accelerator
     n, K = samples.timesteps.shape
-    accumulation, window = c.train_gradient_accumulation_steps, samples.stochastic_range  # PPO: the stochastic steps (all K, or sde_window)
-    T = c.trained_step_count(K if points is not None else len(window))
+    plan = self.plan(samples, epoch, inner) if plan is None else plan
+    accumulation, T = c.train_gradient_accumulation_steps, plan.count
     g = torch.Generator().manual_seed(_seed_for(c.seed, TRAINING_SEED, epoch, acc.process_index, inner))
     order = torch.randperm(n, generator=g) if rows is None else rows[torch.randperm(len(rows), generator=g)]
-    if points is None:  # each sample its own subset of the stochastic steps
-        steps = torch.stack([torch.randperm(len(window), generator=g)[:T] for _ in range(n)]) + window.start
-    else: steps = torch.arange(T).expand(n, T)  # every forward point of a sample (`forward_points` drew them at random)
+    steps = plan.indices(n, g)  # [n, T]: PPO a random subset of each sample's stochastic steps, NFT/AWM its forward points
     advantages = advantages.to(acc.device)  # once, not per micro-step
     minibatches, diagnostics = order.split(c.train_batch_size) if len(order) else (), defaultdict(list)  # no rows: no step
     finite = torch.ones((), dtype=torch.bool, device=acc.device)  # checked once per optimizer step: no per-step sync
@@ -451,7 +383,7 @@ def train_on_samples(self:ImageDDPOTrainer, samples:RolloutOutput, advantages:to
         calls = _unet_calls(rows, steps[rows], c.train_timesteps_per_pass)
         for i, (call_rows, call_steps, n_steps) in enumerate(calls):  # by default: one call per trained step
             with self._gradient_sync(ends_update and i == len(calls) - 1):
-                loss, info = self.compute_loss(samples, advantages, call_rows, call_steps, points)
+                loss, info = self.compute_loss(samples, advantages, call_rows, call_steps, plan)
                 finite &= torch.isfinite(loss)
                 acc.backward(loss * n_steps / (T * accumulation))
             for k, v in info.items(): diagnostics[k].append(v)
@@ -494,8 +426,33 @@ def _epoch_stats(self:ImageDDPOTrainer, epoch:int, strength:float, all_rewards:t
 # %% ../nbs/05c_trainer.ipynb #b0378bdb
 @patch
 def _trainable_state(self:ImageDDPOTrainer) -> dict[str, torch.Tensor]:
-    "The trainable parameters of the (unwrapped) UNet, by name (under FSDP2: this process's shards, chapter 05ab)."
+    "The trainable parameters of the (unwrapped) denoiser, by name (under FSDP2: this process's shards, chapter 05ab)."
     return {n: p for n, p in resharded(self.sd_pipeline.denoiser).named_parameters() if p.requires_grad}
+
+@patch
+def state_dict(self:ImageDDPOTrainer) -> dict|None:
+    "The trainer's state on the main process (None elsewhere): whole trainable weights, optimizer and scaler state, counters. Every process calls it."
+    acc, denoiser = self.accelerator, self.sd_pipeline.denoiser
+    if not (acc.is_main_process or is_sharded(denoiser)): return None
+    state = {"weights": full_state(self._trainable_state()),  # under FSDP2 every process takes part in the gathers
+             "optimizer": optimizer_state(denoiser, self.optimizer), "scaler": acc.scaler.state_dict() if acc.scaler else None,
+             "counters": {"global_step": self.global_step, "nonfinite_skipped": self.nonfinite_skipped, "history": self.history,
+                          "stat_tracker": self.stat_tracker.state_dict()}}
+    return state if acc.is_main_process else None
+
+@patch
+def load_state_dict(self:ImageDDPOTrainer, state:dict):
+    "Restore what `state_dict` returned (each process its shards under FSDP2); other trainable weights are refused before anything changes."
+    mine, saved = self._trainable_state(), state["weights"]
+    if set(saved) != set(mine) or any(saved[k].shape != mine[k].shape for k in mine):
+        raise ValueError(f"holds different trainable weights than this {type(self.sd_pipeline).__name__} "
+                         "(another model, LoRA rank, targets, or full fine-tuning?)")
+    load_state_into(mine, saved)
+    load_optimizer_state(self.sd_pipeline.denoiser, self.optimizer, state["optimizer"])
+    if self.accelerator.scaler is not None and state["scaler"]: self.accelerator.scaler.load_state_dict(state["scaler"])
+    counters = state["counters"]
+    self.stat_tracker.load_state_dict(counters["stat_tracker"])
+    self.global_step, self.nonfinite_skipped, self.history = counters["global_step"], counters["nonfinite_skipped"], counters["history"]
 
 @patch
 def save_pretrained(self:ImageDDPOTrainer, save_directory:str|Path):

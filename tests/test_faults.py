@@ -111,7 +111,7 @@ FAULTS = [  # (name, tamper(checkpoint folder), trainer changes, message)
     ("corrupt manifest", lambda p: (p / "manifest.json").write_text("{"), {}, "manifest.json is corrupt"),
     ("foreign optimizer file", lambda p: ((p / "optimizer.pt").write_bytes(b"not a torch file"), reseal(p)), {}, "cannot be read"),
     ("foreign weights file", lambda p: ((p / "weights.safetensors").write_bytes(b"\x00" * 64), reseal(p)), {}, "cannot be read"),
-    ("another LoRA rank", lambda p: None, {"lora_rank": 8}, "holds different trainable weights than this pipeline"),
+    ("another LoRA rank", lambda p: None, {"lora_rank": 8}, "holds different trainable weights than this I2IDDPOStableDiffusionPipeline"),
     ("another process count", lambda p: edit_state(p, num_processes=2), {}, "was written by 2 processes; this run has 1"),
     ("another process's RNG only", lambda p: ((p / "rng-0.json").rename(p / "rng-1.json"), reseal(p)), {}, "cannot be read"),
 ]

@@ -135,3 +135,16 @@ def test_cuda_step_matches_cpu(dtype):
         assert max_abs(cpu.log_prob, gpu.log_prob.cpu()) <= 1e-4
         assert max_abs(cpu.prev_sample, gpu.prev_sample.cpu()) <= (1e-5 if dtype == torch.float32 else 1e-2)
     assert sched.alphas_cumprod.device.type == "cpu"
+
+def test_thresholding_matches_diffusers():
+    "Dynamic thresholding calls diffusers' private `DDIMScheduler._threshold_sample` (there is no public one): pinned here by parity."
+    from diffusers import DDIMScheduler
+    scheduler = DDIMScheduler.from_config(sd15_ddim_scheduler().config, thresholding=True, dynamic_thresholding_ratio=0.9,
+                                          sample_max_value=1.5)
+    assert callable(getattr(scheduler, "_threshold_sample", None)), "diffusers renamed _threshold_sample: update ddim_step_with_logprob"
+    scheduler.set_timesteps(10)
+    model_output, sample, noise = step_inputs(5)
+    for t in scheduler.timesteps[:3]:
+        ours = ddim_step_with_logprob(scheduler, model_output * 3, int(t), sample, eta=1.0, variance_noise=noise)
+        theirs = scheduler.step(model_output * 3, int(t), sample, eta=1.0, variance_noise=noise)
+        assert max_abs(ours.prev_sample, theirs.prev_sample) < 1e-5 and max_abs(ours.pred_original_sample, theirs.pred_original_sample) < 1e-5
