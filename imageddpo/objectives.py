@@ -24,6 +24,15 @@ class ForwardPoints:
     noise: torch.Tensor                # [n, T, C, h, w] the forward noise epsilon
     old_x0: torch.Tensor | None = None # [n, T, C, h, w] the sampling policy's predicted x_0 there (NFT's v_old)
 
+    @property
+    def count(self) -> int:
+        "T, the points per sample."
+        return self.timesteps.shape[1]
+
+    def indices(self, n:int, generator:torch.Generator|None=None) -> torch.Tensor:
+        "[n, T]: every point of each sample is trained (they were drawn at random already); a plan of the forward-process objectives."
+        return torch.arange(self.count).expand(n, -1)
+
 def draw_forward_points(executed:torch.Tensor,  # [n, K] each sample's executed timesteps
                         count:int,              # T <= K points per sample
                         latent_shape:tuple,     # (C, h, w)
@@ -75,7 +84,6 @@ class Objective:
     "Base of the training objectives: what one inner pass trains (`prepare`) and the loss at it (`loss`); registered by `name`."
     name:str|None = None          # the value of `train_objective` that selects it (None: not registered)
     needs_log_probs:bool = False  # trains recorded steps: sampling must be stochastic (eta > 0)
-    description:str = ""
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -126,13 +134,6 @@ class PPO(Objective):
         return ppo.loss + c.kl_coef * kl, info
 
 # %% ../nbs/04c_objectives.ipynb #71529db9
-def _forward_indices(points:ForwardPoints, n:int, generator:torch.Generator) -> torch.Tensor:
-    "Every forward point of each sample (they were drawn at random when the plan was made)."
-    return torch.arange(points.timesteps.shape[1]).expand(n, -1)
-
-ForwardPoints.count = property(lambda self: self.timesteps.shape[1])
-ForwardPoints.indices = _forward_indices
-
 def prediction_at_points(trainer, samples, points:ForwardPoints, rows:torch.Tensor, at:torch.Tensor, denoiser=None) -> tuple:
     "The conditional denoiser output at forward points (rows, at), with x_t, t, x_0 and the noise: (output, x_t, t, x0, noise)."
     pipe = trainer.sd_pipeline
