@@ -181,11 +181,11 @@ class I2IDDPOPolicy:
         self.sd_pipeline.set_progress_bar_config(disable=True)
         self.pretrained_model, self.pretrained_revision = pretrained_model_name, pretrained_model_revision
         self.use_lora = use_lora
-        for module in self.frozen_modules: module.requires_grad_(False)
-        self.denoiser.requires_grad_(not use_lora)
-        if use_lora and not hasattr(self.denoiser, "add_adapter"):
+        if use_lora and not hasattr(self.denoiser, "add_adapter"):  # before anything of the source is changed
             raise ValueError(f"use_lora=True: the {type(self.denoiser).__name__} denoiser has no diffusers LoRA support (add_adapter); "
                              "train it fully with use_lora=False")
+        for module in self.frozen_modules: module.requires_grad_(False)
+        self.denoiser.requires_grad_(not use_lora)
         if use_lora:
             device = next(self.denoiser.parameters()).device
             seeded = torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else [])  # global RNG untouched
