@@ -46,9 +46,10 @@ def model_family(model, # a diffusers pipeline object, a checkpoint folder or a 
     name = _pipeline_class_name(model, revision)
     for family in FAMILIES:
         if name in accepted_pipelines(family): return family
-    known = ", ".join(c for family in FAMILIES for c in accepted_pipelines(family))
+    families = sorted(FAMILIES)  # (registration follows import order)
+    known = ", ".join(c for family in families for c in accepted_pipelines(family))
     raise ValueError(f"model: {str(model) if isinstance(model, (str, Path)) else type(model).__name__!r} is a {name} checkpoint; "
-                     f"imageddpo trains the families {', '.join(FAMILIES)} ({known})")
+                     f"imageddpo trains the families {', '.join(families)} ({known})")
 
 # %% ../nbs/02e_families.ipynb #c8a01ffe
 def policy_for(model, # a pipeline object, a checkpoint folder or a hub id
