@@ -22,7 +22,6 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType, InitProcessGroupKwargs, ProjectConfiguration, gather_object, set_seed
 from fastcore.basics import patch
 from diffusers import DiffusionPipeline
-from diffusers.training_utils import cast_training_params
 
 from .advantages import PerKeyStatTracker, global_advantages, group_advantages, sample_key
 from .callbacks import DebugHook, EpochResult, ImageSamplesHook, TrackerLogger, TrainerCallback
