@@ -9,11 +9,11 @@ machine noise hits both alike; we report medians and their ratio. Usage:
 import argparse, json, statistics
 
 import torch
-from diffusers import (StableDiffusion3Img2ImgPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, StableDiffusionXLImg2ImgPipeline,
+from diffusers import (FluxImg2ImgPipeline, StableDiffusion3Img2ImgPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, StableDiffusionXLImg2ImgPipeline,
                        UNet2DConditionModel, AutoencoderKL)
 
 from imageddpo.families import model_family, policy_for
-from imageddpo.pocket import pocket_pipeline, tiny_pipeline, tiny_sd3_pipeline, tiny_sdxl_pipeline
+from imageddpo.pocket import pocket_pipeline, tiny_flux_pipeline, tiny_pipeline, tiny_sd3_pipeline, tiny_sdxl_pipeline
 from common import machine, peak_memory, timed
 
 def mid_pipeline() -> StableDiffusionPipeline:
@@ -32,9 +32,9 @@ def mid_pipeline() -> StableDiffusionPipeline:
 
 # name -> (builder, image size): the shipped pocket model (32 px), the tiny test models, the 128 px SD-1.x-block model
 MODELS = {"pocket": (pocket_pipeline, 32), "tiny": (tiny_pipeline, 64), "mid": (mid_pipeline, 128),
-          "tiny-sdxl": (tiny_sdxl_pipeline, 64), "tiny-sd3": (tiny_sd3_pipeline, 64)}
+          "tiny-sdxl": (tiny_sdxl_pipeline, 64), "tiny-sd3": (tiny_sd3_pipeline, 64), "tiny-flux": (tiny_flux_pipeline, 64)}
 IMG2IMG = {"sd": StableDiffusionImg2ImgPipeline, "sdxl": StableDiffusionXLImg2ImgPipeline,  # family -> diffusers' reference
-           "sd3": StableDiffusion3Img2ImgPipeline}
+           "sd3": StableDiffusion3Img2ImgPipeline, "flux": FluxImg2ImgPipeline}
 
 @torch.no_grad()
 def bench(model:str, device:str, repeats:int, batch:int=4, steps:int=10, strengths=(0.2, 0.6, 1.0), guidances=(1.0, 7.5),
@@ -47,7 +47,8 @@ def bench(model:str, device:str, repeats:int, batch:int=4, steps:int=10, strengt
     reference = IMG2IMG[family](**policy.sd_pipeline.components)
     # DDIM with eta 1 on both sides; SD3's img2img has only the Euler step, which is ours at noise level 0 (same work
     # but the noise draws), and resizes to its sample size unless given the size
-    ours_kw, theirs_kw = (dict(eta=1.0), dict(eta=1.0)) if family != "sd3" else (dict(eta=0.0), dict(height=size, width=size))
+    flow = family in ("sd3", "flux")
+    ours_kw, theirs_kw = (dict(eta=0.0), dict(height=size, width=size)) if flow else (dict(eta=1.0), dict(eta=1.0))
     reference.set_progress_bar_config(disable=True)
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     prompts = ["a handwritten digit 3"] * batch

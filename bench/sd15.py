@@ -108,9 +108,13 @@ def scale(family, smoke:bool, size:int, epochs:int) -> tuple:
     return (64, 10, family.SMOKE_CONFIGS, 2) if smoke else (size, 1, family.CONFIGS, epochs)
 
 def worker(family, name:str, device:str, size:int, epochs:int, smoke:bool) -> dict:
-    "One configuration, in this process."
+    "One configuration, in this process (at its own `size` if it names one, bench/flux.py's do)."
     size, width_divisor, configs, epochs = scale(family, smoke, size, epochs)
-    return train_config(name, configs[name], device, size, width_divisor, epochs, family.workload_for(smoke), build=family.build)
+    settings = dict(configs[name])
+    size = size if smoke else settings.pop("size", size)
+    settings.pop("size", None)
+    return {**train_config(name, settings, device, size, width_divisor, epochs, family.workload_for(smoke), build=family.build),
+            "size": size}
 
 def rollout_rows(family, device:str, size:int, width_divisor:int, dtype, repeats:int) -> list[dict]:
     "Our rollout vs diffusers' img2img of the family on the same components (N=20, strengths 0.4 and 0.8)."
@@ -133,6 +137,10 @@ def run(family=None, device:str|None=None, size:int|None=None, epochs:int|None=N
     rows, setup = [], dict(size=size, width_divisor=width_divisor, epochs=epochs, timed_epochs=epochs - 1,
                            **{k: v for k, v in family.workload_for(smoke).items() if k != "prompt"})
     for name in configs:
+        if (why := getattr(family, "does_not_fit", lambda settings, device: "")(configs[name], device)):
+            rows.append({"config": name, "error": why}); progress(f"  {family.NAME} {name}: {why}")
+            if partial: partial({"setup": setup, "rows": rows})
+            continue
         try: rows.append(run_worker(sys.executable, family.__file__, ["--worker", name, *args]))
         except RuntimeError as e:  # one configuration failing (out of memory, say) leaves the others' figures
             rows.append({"config": name, "error": str(e).strip().splitlines()[-1]}); progress(f"  {family.NAME} {name}: {rows[-1]['error']}")

@@ -17,38 +17,44 @@ from diffusers.utils.torch_utils import randn_tensor
 from .scheduler import DDPOStepOutput, gaussian_log_prob
 
 # %% ../nbs/01b_flow_scheduler.ipynb #a37d0f2f
-_flow_schedules = weakref.WeakKeyDictionary()  # scheduler -> {N: (timesteps, sigmas)}, and device copies
+_flow_schedules = weakref.WeakKeyDictionary()  # scheduler -> {(N, sigmas, mu, device): (timesteps, sigmas)}
 
-def flow_schedule(scheduler:FlowMatchEulerDiscreteScheduler, num_inference_steps:int) -> tuple[torch.Tensor, torch.Tensor]:
-    "The N-step schedule's timesteps [N] and sigmas [N+1] (float32, CPU) as `set_timesteps(N)` sets them; `scheduler` untouched; cached."
-    if scheduler.config.get("use_dynamic_shifting", False):
-        raise ValueError("scheduler: use_dynamic_shifting needs the image's size (mu) for every schedule; set shift instead")
+def flow_schedule(scheduler:FlowMatchEulerDiscreteScheduler, # its config gives the schedule; it is not changed
+                  num_inference_steps:int,        # N
+                  sigmas:tuple|None=None,         # `set_timesteps`' own N sigmas (FLUX's pipelines pass them), before shifting
+                  mu:float|None=None,             # the resolution-dependent shift (needed with `use_dynamic_shifting`)
+                  device=None,                    # where the tensors live (default: the CPU)
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    "The schedule's timesteps [N] and sigmas [N+1] (float32) as `set_timesteps(N, sigmas=sigmas, mu=mu)` sets them; `scheduler` untouched; cached."
     if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
         raise ValueError(f"num_inference_steps must be an int >= 1, got {num_inference_steps!r}")
+    dynamic = scheduler.config.get("use_dynamic_shifting", False)
+    if dynamic and mu is None:
+        raise ValueError("mu: this scheduler shifts its sigmas by the image size (use_dynamic_shifting); pass the shift its pipeline "
+                         "computes (diffusers' calculate_shift), or set a fixed shift instead")
+    if sigmas is not None and len(sigmas) != num_inference_steps:
+        raise ValueError(f"sigmas: {len(sigmas)} values for num_inference_steps={num_inference_steps}")
+    key = (num_inference_steps, None if sigmas is None else tuple(float(v) for v in sigmas), float(mu) if dynamic else None)
     cache = _flow_schedules.setdefault(scheduler, {})
-    if num_inference_steps not in cache:
+    if (*key, None) not in cache:
         probe = copy.copy(scheduler)  # set_timesteps assigns new attributes: the copy takes them
-        probe.set_timesteps(num_inference_steps)
-        cache[num_inference_steps] = probe.timesteps.float().cpu(), probe.sigmas.float().cpu()
-    return cache[num_inference_steps]
+        probe.set_timesteps(num_inference_steps, sigmas=None if sigmas is None else list(key[1]), mu=key[2])
+        cache[(*key, None)] = probe.timesteps.float().cpu(), probe.sigmas.float().cpu()
+    device = None if device is None or torch.device(device).type == "cpu" else torch.device(device)
+    if (*key, device) not in cache:  # (every step of a rollout reads it: copied to an accelerator once)
+        cache[(*key, device)] = tuple(x.to(device) for x in cache[(*key, None)])
+    return cache[(*key, device)]
 
-def _schedule_on(scheduler, num_inference_steps:int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    "`flow_schedule`'s timesteps and sigmas on `device`, copied there once (every step of a rollout reads them)."
-    cache, device = _flow_schedules.setdefault(scheduler, {}), torch.device(device)
-    if (num_inference_steps, device) not in cache:
-        cache[num_inference_steps, device] = tuple(x.to(device) for x in flow_schedule(scheduler, num_inference_steps))
-    return cache[num_inference_steps, device]
-
-def _row_sigmas(scheduler, timestep, num_inference_steps:int, rows:int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    "sigma and the next sigma of each row's `timestep` in the N-step schedule, [B] float32 on `device`, and the schedule's second sigma."
-    timesteps, sigmas = _schedule_on(scheduler, num_inference_steps, device)
+def _row_sigmas(schedule:tuple[torch.Tensor, torch.Tensor], timestep, rows:int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "sigma and the next sigma of each row's `timestep` in `schedule` (on `device`), [B] float32, and the schedule's second sigma."
+    timesteps, sigmas = schedule
     t = torch.as_tensor(timestep, device=device, dtype=torch.float32).reshape(-1)
     if t.numel() == 1: t = t.expand(rows)
     if t.numel() != rows: raise ValueError(f"timestep: expected one timestep or one per row ({rows}), got {t.numel()}")
     index = (timesteps[None, :] - t[:, None]).abs().argmin(dim=1)  # no host round trip on an accelerator
     if t.device.type == "cpu" and not torch.isin(t, timesteps).all():
         raise ValueError(f"timestep: {sorted(set(t[~torch.isin(t, timesteps)].tolist()))} are not timesteps of the "
-                         f"{num_inference_steps}-step schedule")
+                         f"{len(timesteps)}-step schedule")
     return sigmas[index], sigmas[index + 1], sigmas[1]
 
 # %% ../nbs/01b_flow_scheduler.ipynb #8be7893b
@@ -65,6 +71,7 @@ def flow_sde_step_with_logprob(
     generator:torch.Generator|list|None=None, # for the sampling noise
     variance_noise:torch.Tensor|None=None,    # or the noise itself
     num_inference_steps:int|None=None, # N of the schedule `timestep` belongs to (default: the scheduler's)
+    schedule:tuple|None=None,        # that schedule's (timesteps, sigmas) on `sample`'s device, where it needs more than N (FLUX)
 ) -> DDPOStepOutput:
     "One step of Flow-GRPO's marginal-preserving SDE as a Gaussian policy: sample (or take) x_sigma' and its log-probability."
     n = num_inference_steps or getattr(scheduler, "num_inference_steps", None)
@@ -75,7 +82,8 @@ def flow_sde_step_with_logprob(
     if sum(x is not None for x in (prev_sample, generator, variance_noise)) > 1:
         raise ValueError("pass at most one of prev_sample, generator and variance_noise")
     shape = (-1,) + (1,) * (sample.ndim - 1)
-    sigma, sigma_next, sigma_second = _row_sigmas(scheduler, timestep, n, sample.shape[0], sample.device)
+    if schedule is None: schedule = flow_schedule(scheduler, n, device=sample.device)
+    sigma, sigma_next, sigma_second = _row_sigmas(schedule, timestep, sample.shape[0], sample.device)
     sigma, sigma_next = sigma.reshape(shape), sigma_next.reshape(shape)
     x, v = sample.float(), model_output.float()  # in float32, as diffusers' step and Flow-GRPO's are
     dt = sigma_next - sigma
@@ -91,21 +99,26 @@ def flow_sde_step_with_logprob(
     return DDPOStepOutput(prev_sample, pred_original_sample, mean, std, gaussian_log_prob(prev_sample, mean, std))
 
 # %% ../nbs/01b_flow_scheduler.ipynb #1209a4f3
-def flow_img2img_timesteps(scheduler:FlowMatchEulerDiscreteScheduler, # its config gives the schedule; not changed
-                           num_inference_steps:int, # N
-                           noise_strength:float,    # s in (0, 1]
-                          ) -> torch.Tensor:
-    "The timesteps a flow img2img rollout of strength `noise_strength` executes: diffusers' rule on the N-step flow schedule."
+def _flow_skipped_steps(num_inference_steps:int, noise_strength:float) -> int:
+    "How many of the N steps diffusers' flow img2img pipelines skip at strength `noise_strength` (an error if all)."
     if not 0 < noise_strength <= 1: raise ValueError(f"noise_strength must be in (0, 1], got {noise_strength}")
-    timesteps, _ = flow_schedule(scheduler, num_inference_steps)
     skipped = int(max(num_inference_steps - min(num_inference_steps * noise_strength, num_inference_steps), 0))
     if skipped == num_inference_steps:
         raise ValueError(f"noise_strength={noise_strength} with num_inference_steps={num_inference_steps} executes no denoising step")
-    return timesteps[skipped:]
+    return skipped
 
-def _sigmas_like(scheduler, t:torch.Tensor, num_inference_steps:int, like:torch.Tensor) -> torch.Tensor:
+def flow_img2img_timesteps(scheduler:FlowMatchEulerDiscreteScheduler, # its config gives the schedule; not changed
+                           num_inference_steps:int, # N
+                           noise_strength:float,    # s in (0, 1]
+                           **schedule,              # `flow_schedule`'s sigmas and mu, where the family's pipeline passes them
+                          ) -> torch.Tensor:
+    "The timesteps a flow img2img rollout of strength `noise_strength` executes: diffusers' rule on the N-step flow schedule."
+    skipped = _flow_skipped_steps(num_inference_steps, noise_strength)
+    return flow_schedule(scheduler, num_inference_steps, **schedule)[0][skipped:]
+
+def _sigmas_like(schedule:tuple, t:torch.Tensor, like:torch.Tensor) -> torch.Tensor:
     "The schedule's sigma of each row's timestep, shaped to broadcast over `like` and in its dtype."
-    sigma = _row_sigmas(scheduler, t, num_inference_steps, like.shape[0], like.device)[0]
+    sigma = _row_sigmas(schedule, t, like.shape[0], like.device)[0]
     return sigma.to(like.dtype).reshape(-1, *[1] * (like.ndim - 1))
 
 class FlowSampling:
@@ -114,9 +127,22 @@ class FlowSampling:
         "Flow matching's Euler scheduler from the model's config: the SDE step reads its schedule (it is never stepped)."
         return FlowMatchEulerDiscreteScheduler.from_config(scheduler.config)
 
-    def executed_timesteps(self, num_inference_steps:int, noise_strength:float) -> torch.Tensor:
-        "The timesteps an img2img rollout of strength `noise_strength` executes (`flow_img2img_timesteps`)."
-        return flow_img2img_timesteps(self.scheduler, num_inference_steps, noise_strength)
+    def schedule_keywords(self, num_inference_steps:int, latent_size:tuple[int, int]|None) -> dict:
+        "`set_timesteps`' keywords beyond N for latents of `latent_size` (h, w): none here (SD3); FLUX's sigmas and shift."
+        return {}
+
+    def flow_schedule(self, num_inference_steps:int, latent_size:tuple[int, int]|None=None, device=None) -> tuple:
+        "The (timesteps, sigmas) of the N-step schedule for latents of `latent_size`, on `device` (`flow_schedule`)."
+        return flow_schedule(self.scheduler, num_inference_steps, device=device,
+                             **self.schedule_keywords(num_inference_steps, None if latent_size is None else tuple(latent_size)))
+
+    def executed_timesteps(self, num_inference_steps:int, noise_strength:float, latent_size:tuple[int, int]|None=None) -> torch.Tensor:
+        "The timesteps an img2img rollout of strength `noise_strength` on latents of `latent_size` executes (`flow_img2img_timesteps`)."
+        return self.flow_schedule(num_inference_steps, latent_size)[0][_flow_skipped_steps(num_inference_steps, noise_strength):]
+
+    def executed_steps(self, num_inference_steps:int, noise_strength:float) -> int:
+        "K: how many steps that is, whatever the image size (the size moves the timesteps, not their number)."
+        return num_inference_steps - _flow_skipped_steps(num_inference_steps, noise_strength)
 
     def zero_variance_reason(self, timesteps:torch.Tensor, num_inference_steps:int) -> str:
         "Never: every step of the SDE has noise when eta > 0 (the last one too, see above)."
@@ -124,7 +150,7 @@ class FlowSampling:
 
     def add_noise(self, latents:torch.Tensor, noise:torch.Tensor, timesteps:torch.Tensor, num_inference_steps:int) -> torch.Tensor:
         "The flow forward process, diffusers' `scale_noise`: sigma * noise + (1 - sigma) * latents at each row's timestep."
-        sigma = _sigmas_like(self.scheduler, timesteps, num_inference_steps, latents)
+        sigma = _sigmas_like(self.flow_schedule(num_inference_steps, latents.shape[-2:], latents.device), timesteps, latents)
         return sigma * noise + (1.0 - sigma) * latents
 
     def step_distribution(self, latents:torch.Tensor, timesteps:torch.Tensor, cond, num_inference_steps:int, eta:float=1.0,
@@ -133,11 +159,13 @@ class FlowSampling:
         "pi(x_sigma' | x_sigma, c): the guided velocity and Flow-GRPO's SDE step with noise level `eta` (mean, std, sample, log-prob)."
         velocity = self.predict_noise(latents, timesteps, cond, denoiser=denoiser)
         return flow_sde_step_with_logprob(self.scheduler, velocity, timesteps, latents, noise_level=eta, prev_sample=prev_sample,
-                                          variance_noise=variance_noise, num_inference_steps=num_inference_steps)
+                                          variance_noise=variance_noise, num_inference_steps=num_inference_steps,
+                                          schedule=self.flow_schedule(num_inference_steps, latents.shape[-2:], latents.device))
 
     def predicted_x0(self, output:torch.Tensor, x_t:torch.Tensor, t:torch.Tensor, num_inference_steps:int) -> torch.Tensor:
         "The clean latent a velocity `output` at (x_sigma, t) predicts: x_sigma - sigma v, in float32."
-        return x_t.float() - _sigmas_like(self.scheduler, t, num_inference_steps, x_t.float()) * output.float()
+        sigma = _sigmas_like(self.flow_schedule(num_inference_steps, x_t.shape[-2:], x_t.device), t, x_t.float())
+        return x_t.float() - sigma * output.float()
 
     def denoising_target(self, x0:torch.Tensor, noise:torch.Tensor, t:torch.Tensor, num_inference_steps:int) -> torch.Tensor:
         "Flow matching's pretraining target at any sigma: the velocity noise - x0, in float32."

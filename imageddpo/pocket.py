@@ -6,10 +6,11 @@ Docs: https://hectorastrom.github.io/imageddpo/pocket.html.md"""
 
 # %% auto #0
 __all__ = ['SD15_SCHEDULER_CONFIG', 'TINY_WORDS', 'SDXL_SCALING_FACTOR', 'TIME_EMBED_DIM', 'SD3_SHIFT_FACTOR',
-           'SD3_SCALING_FACTOR', 'POCKET_SD3_TEXT_TOKENS', 'sd15_ddim_scheduler', 'tiny_tokenizer', 'tiny_unet',
-           'tiny_vae', 'tiny_text_encoder', 'tiny_pipeline', 'ready', 'pocket_pipeline', 'tiny_sdxl_unet',
-           'tiny_sdxl_pipeline', 'tiny_sd3_transformer', 'tiny_sd3_vae', 'tiny_t5', 'tiny_sd3_pipeline',
-           'pocket_sd3_pipeline']
+           'SD3_SCALING_FACTOR', 'POCKET_SD3_TEXT_TOKENS', 'FLUX_SHIFT_FACTOR', 'FLUX_SCALING_FACTOR',
+           'sd15_ddim_scheduler', 'tiny_tokenizer', 'tiny_unet', 'tiny_vae', 'tiny_text_encoder', 'tiny_pipeline',
+           'ready', 'pocket_pipeline', 'tiny_sdxl_unet', 'tiny_sdxl_pipeline', 'tiny_sd3_transformer', 'tiny_sd3_vae',
+           'tiny_t5', 'tiny_sd3_pipeline', 'pocket_sd3_pipeline', 'tiny_flux_transformer', 'flux_scheduler',
+           'tiny_flux_pipeline']
 
 # %% ../nbs/00_pocket.ipynb #2a24d1a3
 import json, tempfile
@@ -17,9 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from diffusers import (AutoencoderKL, DDIMScheduler, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline,
+from diffusers import (AutoencoderKL, DDIMScheduler, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel,
+                       SD3Transformer2DModel, StableDiffusion3Pipeline,
                        StableDiffusionPipeline, StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline, UNet2DConditionModel)
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, T5Config, T5EncoderModel, T5TokenizerFast
 from diffusers.utils import logging as diffusers_logging
 from transformers.utils import logging as transformers_logging
@@ -191,21 +193,18 @@ def tiny_sd3_transformer(joint_attention_dim:int=64, pooled_dim:int=64) -> SD3Tr
                                  num_attention_heads=4, joint_attention_dim=joint_attention_dim, caption_projection_dim=32,
                                  pooled_projection_dim=pooled_dim, pos_embed_max_size=16)
 
-def tiny_sd3_vae() -> AutoencoderKL:
+def tiny_sd3_vae(scaling_factor:float=SD3_SCALING_FACTOR, shift_factor:float=SD3_SHIFT_FACTOR) -> AutoencoderKL:
     "An SD3-shaped `AutoencoderKL` (16 latent channels, downsampling by 8, shift and scale, no quant convs) with small widths."
     return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(16, 16, 32, 32), layers_per_block=1,
                          down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=8,
-                         sample_size=64, scaling_factor=SD3_SCALING_FACTOR, shift_factor=SD3_SHIFT_FACTOR,
+                         sample_size=64, scaling_factor=scaling_factor, shift_factor=shift_factor,
                          use_quant_conv=False, use_post_quant_conv=False)
 
 def tiny_t5(d_model:int=64) -> tuple[T5TokenizerFast, T5EncoderModel]:
-    "A word-level T5 tokenizer over the tiny vocabulary (built offline) and a 2-layer `T5EncoderModel` of width `d_model`."
-    vocab = {w: i for i, w in enumerate(["<pad>", "</s>", "<unk>", *TINY_WORDS])}
-    words = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    words.pre_tokenizer = pre_tokenizers.Whitespace()
-    words.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])  # T5 ends with </s>
-    tokenizer = T5TokenizerFast(tokenizer_object=words, eos_token="</s>", pad_token="<pad>", unk_token="<unk>", extra_ids=0)
-    return tokenizer, T5EncoderModel(T5Config(vocab_size=len(vocab), d_model=d_model, d_ff=2 * d_model, num_layers=2,
+    "A T5 tokenizer whose pieces are the tiny vocabulary's words (built offline; it saves and loads) and a 2-layer `T5EncoderModel` of width `d_model`."
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -3.0)] + [("\u2581" + w, -1.0) for w in TINY_WORDS]  # T5's "word start" mark
+    tokenizer = T5TokenizerFast(vocab=pieces, extra_ids=0)
+    return tokenizer, T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=d_model, d_ff=2 * d_model, num_layers=2,
                                               num_heads=4, d_kv=d_model // 4))
 
 def tiny_sd3_pipeline(seed:int=0,       # seeds the random weights
@@ -237,3 +236,32 @@ def pocket_sd3_pipeline(torch_dtype:torch.dtype=torch.float32) -> StableDiffusio
         if module.dtype != torch_dtype: module.to(torch_dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+# %% ../nbs/00_pocket.ipynb #33e0fb80
+FLUX_SHIFT_FACTOR, FLUX_SCALING_FACTOR = 0.1159, 0.3611
+
+def tiny_flux_transformer(guidance_embeds:bool=True, # FLUX.1 [dev]'s guidance embedding ([schnell] has none)
+                          joint_attention_dim:int=64, pooled_dim:int=32) -> FluxTransformer2DModel:
+    "A FLUX.1-shaped `FluxTransformer2DModel` (one double- and one single-stream block, 2x2-packed 16-channel latents) with small widths."
+    return FluxTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
+                                  num_attention_heads=2, joint_attention_dim=joint_attention_dim, pooled_projection_dim=pooled_dim,
+                                  guidance_embeds=guidance_embeds, axes_dims_rope=(4, 6, 6))
+
+def flux_scheduler(guidance:bool=True) -> FlowMatchEulerDiscreteScheduler:
+    "FLUX.1 [dev]'s flow-matching scheduler (shift by image size), or with `guidance=False` [schnell]'s (a fixed shift of 1)."
+    return FlowMatchEulerDiscreteScheduler(shift=3.0 if guidance else 1.0, use_dynamic_shifting=guidance, base_shift=0.5,
+                                           max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096)
+
+def tiny_flux_pipeline(seed:int=0,          # seeds the random weights
+                       guidance:bool=True,  # FLUX.1 [dev]'s guidance embedding and shifting; False: [schnell]'s layout
+                      ) -> FluxPipeline:
+    "A randomly initialised FLUX.1-architecture pipeline, built from config with no download."
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        tokenizer = tiny_tokenizer()
+        tokenizer_2, text_encoder_2 = tiny_t5()
+        pipe = FluxPipeline(transformer=tiny_flux_transformer(guidance), scheduler=flux_scheduler(guidance),
+                            vae=tiny_sd3_vae(FLUX_SCALING_FACTOR, FLUX_SHIFT_FACTOR),
+                            text_encoder=tiny_text_encoder(tokenizer), tokenizer=tokenizer,
+                            text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2)
+    return ready(pipe)

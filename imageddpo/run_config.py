@@ -154,7 +154,7 @@ def folder_prompt_function(source, prompt:str=""):
     return prompt_function
 
 # %% ../nbs/06b_run_config.ipynb #2a6c774e
-BUILTIN_MODELS = ("pocket", "tiny", "tiny-sdxl", "tiny-sd3")  # model names that need no download (chapters 00, 02b, 02d)
+BUILTIN_MODELS = ("pocket", "tiny", "tiny-sdxl", "tiny-sd3", "tiny-flux")  # model names that need no download (chapters 00, 02b, 02d, 02f)
 
 @dataclasses.dataclass
 class RunSpec:
@@ -211,12 +211,12 @@ def read_run_config(source, # a YAML path, or the already-parsed dict
 def _builtin_pipeline(model:str, seed:int):
     "The diffusers pipeline a built-in model name stands for."
     from imageddpo.pocket import pocket_pipeline, tiny_pipeline
-    from imageddpo.pocket import tiny_sd3_pipeline, tiny_sdxl_pipeline
+    from imageddpo.pocket import tiny_flux_pipeline, tiny_sd3_pipeline, tiny_sdxl_pipeline
     return {"pocket": pocket_pipeline, "tiny": lambda: tiny_pipeline(seed), "tiny-sdxl": lambda: tiny_sdxl_pipeline(seed),
-            "tiny-sd3": lambda: tiny_sd3_pipeline(seed)}[model]()
+            "tiny-sd3": lambda: tiny_sd3_pipeline(seed), "tiny-flux": lambda: tiny_flux_pipeline(seed)}[model]()
 
 def load_policy(model:str, revision:str, config:ImageDDPOConfig) -> I2IDDPOPolicy:
-    "The policy a run names, of the model's family (SD 1.x, SDXL or SD3, from its model_index.json), with the config's LoRA settings."
+    "The policy a run names, of the model's family (SD 1.x, SDXL, SD3 or FLUX.1, from its model_index.json), with the config's LoRA settings."
     lora = policy_kwargs(config)
     if model in BUILTIN_MODELS: return policy_for(_builtin_pipeline(model, config.seed), **lora)
     try: return policy_for(model, pretrained_model_revision=revision, **lora)

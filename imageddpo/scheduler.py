@@ -225,8 +225,8 @@ class DDIMSampling:
         "The sampler the policy steps with: DDIM, from the model's own scheduler config."
         return DDIMScheduler.from_config(scheduler.config)
 
-    def executed_timesteps(self, num_inference_steps:int, noise_strength:float) -> torch.Tensor:
-        "The timesteps an img2img rollout of strength `noise_strength` executes (`img2img_timesteps`)."
+    def executed_timesteps(self, num_inference_steps:int, noise_strength:float, latent_size:tuple[int, int]|None=None) -> torch.Tensor:
+        "The timesteps an img2img rollout of strength `noise_strength` executes (`img2img_timesteps`; any latent size)."
         return img2img_timesteps(self.scheduler, num_inference_steps, noise_strength)
 
     def zero_variance_reason(self, timesteps:torch.Tensor, num_inference_steps:int) -> str:

@@ -36,7 +36,7 @@ def test_quick_run_writes_its_table_as_json(tmp_path):
     assert run_all.table(result) in done.stdout
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["sd15", "sdxl", "sd3"])
+@pytest.mark.parametrize("script", ["sd15", "sdxl", "sd3", "flux"])
 def test_shapes_section_runs_on_a_narrow_copy(tmp_path, script):
     "bench/<script>.py's code path (the real model's layout at 64 px, narrowed) on the CPU; the real figures need CUDA."
     out = tmp_path / f"{script}.json"

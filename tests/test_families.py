@@ -1,4 +1,4 @@
-"""SDXL and SD3 in the trainer: every objective trains each family's tiny model (guidance on, LoRA and full fine-tuning)
+"""SDXL, SD3 and FLUX.1 in the trainer: every objective trains each family's tiny model (guidance on, LoRA and full fine-tuning)
 and resumes to the uninterrupted run's exact weights; a diffusers pipeline handed to the trainer gets its family's policy;
 the trained LoRA loads into the family's diffusers img2img pipeline and samples what the policy samples; run files and
 `imageddpo train` pick the family from the checkpoint's model_index.json. (Two processes: tests/test_multiprocess.py;
@@ -8,15 +8,16 @@ import json, os, subprocess, sys
 import pytest
 import torch
 import yaml
-from diffusers import StableDiffusion3Img2ImgPipeline, StableDiffusionXLImg2ImgPipeline
+from diffusers import FluxImg2ImgPipeline, StableDiffusion3Img2ImgPipeline, StableDiffusionXLImg2ImgPipeline
 
-from imageddpo import (I2IDDPOStableDiffusion3Pipeline, I2IDDPOStableDiffusionXLPipeline, ImageDDPOConfig, ImageDDPOTrainer,
-                       tiny_sd3_pipeline, tiny_sdxl_pipeline)
+from imageddpo import (I2IDDPOFluxPipeline, I2IDDPOStableDiffusion3Pipeline, I2IDDPOStableDiffusionXLPipeline, ImageDDPOConfig,
+                       ImageDDPOTrainer, tiny_flux_pipeline, tiny_sd3_pipeline, tiny_sdxl_pipeline)
 from imageddpo.run_config import RunConfigError, trainer_from_run_config
 
 # family -> (its tiny pipeline, policy class, diffusers' img2img pipeline, built-in run-file name)
 FAMILIES = {"sdxl": (tiny_sdxl_pipeline, I2IDDPOStableDiffusionXLPipeline, StableDiffusionXLImg2ImgPipeline, "tiny-sdxl"),
-            "sd3": (tiny_sd3_pipeline, I2IDDPOStableDiffusion3Pipeline, StableDiffusion3Img2ImgPipeline, "tiny-sd3")}
+            "sd3": (tiny_sd3_pipeline, I2IDDPOStableDiffusion3Pipeline, StableDiffusion3Img2ImgPipeline, "tiny-sd3"),
+            "flux": (tiny_flux_pipeline, I2IDDPOFluxPipeline, FluxImg2ImgPipeline, "tiny-flux")}
 
 def prompt_function():  # the global RNG: seeded by the trainer, restored on resume
     i = int(torch.randint(3, ()))
@@ -77,7 +78,7 @@ def test_the_trainer_wraps_a_pipeline_and_its_lora_loads_into_diffusers(tmp_path
                                        generator=torch.Generator().manual_seed(1), **kwargs).images
     loaded = img2img(**{**build().components, "scheduler": trainer.sd_pipeline.scheduler})
     loaded.load_lora_weights(tmp_path/"final"); loaded.set_progress_bar_config(disable=True)
-    size = dict(height=32, width=32) if family == "sd3" else {}  # SD3's img2img resizes to its sample size unless told
+    size = dict(height=32, width=32) if family in ("sd3", "flux") else {}  # their img2img resizes to a default size unless told
     theirs = loaded(prompt=["a photo of a digit 1"] * 2, image=images, strength=0.5, generator=torch.Generator().manual_seed(1),
                     output_type="pt", **size, **kwargs).images
     assert torch.equal(ours, theirs), (ours - theirs).abs().max()
@@ -109,9 +110,9 @@ def test_run_files_pick_the_family_from_the_checkpoint(tmp_path, family):
     build().save_pretrained(tmp_path/family)
     assert isinstance(trainer_from_run_config(run_spec(tmp_path, str(tmp_path/family))).sd_pipeline, policy_class)
     assert isinstance(trainer_from_run_config(run_spec(tmp_path, name, overwrite_output_dir=True)).sd_pipeline, policy_class)
-    (tmp_path/"flux").mkdir(); (tmp_path/"flux"/"model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
-    with pytest.raises(RunConfigError, match="is a FluxPipeline checkpoint"):
-        trainer_from_run_config(run_spec(tmp_path, str(tmp_path/"flux"), overwrite_output_dir=True))
+    (tmp_path/"other").mkdir(); (tmp_path/"other"/"model_index.json").write_text(json.dumps({"_class_name": "KandinskyV22Pipeline"}))
+    with pytest.raises(RunConfigError, match="is a KandinskyV22Pipeline checkpoint"):
+        trainer_from_run_config(run_spec(tmp_path, str(tmp_path/"other"), overwrite_output_dir=True))
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_imageddpo_train_trains_from_a_run_file(tmp_path, family):
@@ -136,7 +137,8 @@ def test_half_precision_rollouts_match_diffusers_on_cuda(dtype, family):
     kwargs = dict(num_inference_steps=10, guidance_scale=5.0)
     ours = policy.rollout(images, "a photo", noise_strength=0.6, eta=0.0, generator=torch.Generator("cuda").manual_seed(1), **kwargs)
     reference = img2img(**policy.sd_pipeline.components); reference.set_progress_bar_config(disable=True)
+    size = dict(height=64, width=64) if family in ("sd3", "flux") else {}
     theirs = reference(prompt=["a photo"] * 2, image=images, strength=0.6, generator=torch.Generator("cuda").manual_seed(1),
-                       output_type="pt", **kwargs).images
+                       output_type="pt", **size, **kwargs).images
     assert policy.vae.dtype == dtype, "the VAE is upcast only while it runs"
     assert torch.isfinite(ours.images).all() and (ours.images - theirs.float()).abs().max() <= 2e-2

@@ -1,4 +1,4 @@
-"""FSDP2 on two CPU processes (gloo): the tiny SD3 trained sharded matches the same run under DDP, agrees across ranks,
+"""FSDP2 on two CPU processes (gloo): the tiny SD3 and the tiny FLUX trained sharded matches the same run under DDP, agrees across ranks,
 resumes bit-exactly, exports loadable weights; FSDP1 is refused. See tests/scripts/sharded_run.py for how the test enters
 accelerate's FSDP on a CPU; chapter 05ab for the helpers."""
 import json, os, shutil, subprocess, sys
@@ -23,8 +23,9 @@ def worst_difference(a:dict, b:dict) -> float:
     assert a.keys() == b.keys()
     return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
 
-@pytest.mark.parametrize("objective,lora,mixed", [("ppo", "1", "no"), ("nft", "0", "no"), ("ppo", "1", "bf16")])
-def test_fsdp2_matches_ddp_and_resumes_exactly(tmp_path, objective, lora, mixed):
+@pytest.mark.parametrize("objective,lora,mixed,model", [("ppo", "1", "no", "tiny-sd3"), ("nft", "0", "no", "tiny-sd3"),
+                                                      ("ppo", "1", "bf16", "tiny-sd3"), ("awm", "0", "no", "tiny-flux")])
+def test_fsdp2_matches_ddp_and_resumes_exactly(tmp_path, objective, lora, mixed, model):
     """PPO with LoRA (KL to the adapters switched off) and NFT with full fine-tuning (KL to a frozen copy), 2 epochs of groups with uniform groups skipped.
     FSDP2 reduce-scatters where DDP all-reduces; on two CPU processes in float32 the results are bit-identical (measured
     0.0), elsewhere the summation order may differ, which Adam's first steps (about lr x sign(g)) amplify where a gradient
@@ -32,7 +33,7 @@ def test_fsdp2_matches_ddp_and_resumes_exactly(tmp_path, objective, lora, mixed)
     weights and casts all of them, LoRA's too, to bf16 for compute; DDP stores the frozen ones in bf16 and autocasts), so
     their samples and gradients differ in rounding and some Adam updates in sign (measured 2.7e-3 after two steps of
     lr 1e-3): there the test checks what must hold exactly, agreement across ranks and the resume."""
-    env = {"OBJECTIVE": objective, "LORA": lora, "KL": "0" if mixed == "bf16" else "0.1", "MIXED": mixed,
+    env = {"OBJECTIVE": objective, "LORA": lora, "KL": "0" if mixed == "bf16" else "0.1", "MIXED": mixed, "MODEL": model,
            "DASHBOARD": "1" if objective == "ppo" and mixed == "no" else "0"}  # its validation rollouts are collectives
     (ddp, _), ddp_weights = launch(tmp_path/"ddp", tmp_path/"ddp", "ddp", env=env)
     (fsdp, _), fsdp_weights = launch(tmp_path/"fsdp", tmp_path/"fsdp", "fsdp2", env=env)
@@ -40,15 +41,16 @@ def test_fsdp2_matches_ddp_and_resumes_exactly(tmp_path, objective, lora, mixed)
     assert ddp["global_step"] == fsdp["global_step"] > 0
     assert fsdp["weights"] == json.loads(Path(f"{tmp_path/'fsdp'}.1").read_text())["weights"], "every rank gathers the same weights"
     worst = worst_difference(ddp_weights, fsdp_weights)
-    print(f"{objective}, {'LoRA' if lora == '1' else 'full'}, {mixed}: FSDP2 vs DDP, max |weight difference| {worst:.1e}")
+    print(f"{model}, {objective}, {'LoRA' if lora == '1' else 'full'}, {mixed}: FSDP2 vs DDP, max |weight difference| {worst:.1e}")
     if mixed == "no": assert worst <= 1e-5
     if env["DASHBOARD"] == "1": assert (tmp_path/"fsdp"/"dashboard"/"validation.png").exists()
     exported = tmp_path/"fsdp"/"export"
     if lora == "1":  # diffusers' SD3 LoRA file: the trained weights, whole
         assert len(load_file(str(exported/"pytorch_lora_weights.safetensors"))) == len(fsdp_weights)
     else:  # the whole pipeline: its transformer is the trained one
-        from diffusers import SD3Transformer2DModel
-        loaded = SD3Transformer2DModel.from_pretrained(exported/"transformer").state_dict()
+        from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
+        transformer_class = FluxTransformer2DModel if model == "tiny-flux" else SD3Transformer2DModel
+        loaded = transformer_class.from_pretrained(exported/"transformer").state_dict()
         assert worst_difference({k: loaded[k] for k in fsdp_weights}, fsdp_weights) == 0
     shutil.rmtree(tmp_path/"fsdp"/"checkpoints"/"checkpoint-2"); shutil.rmtree(exported)
     (resumed, _), resumed_weights = launch(tmp_path/"fsdp", tmp_path/"resumed", "fsdp2", resume_from="latest", env=env)

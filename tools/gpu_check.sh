@@ -7,7 +7,9 @@
 #      diffusers' SDXL img2img); its JSON is rewritten after every configuration, so a time limit keeps the rows so far;
 #   4. bench/sd3.py: SD3.5-medium shapes (PPO and NFT with Flow-GRPO's SDE, LoRA and full bf16; rollout vs diffusers'
 #      SD3 img2img), rewritten after every configuration like step 3;
-#   5. bench/run_all.py's CUDA sections (rollout vs img2img, epoch vs floor, scaling, micro) without the
+#   5. bench/flux.py: FLUX.1 [dev] shapes (12B, with T5-XXL) at 512 and 1024 px, LoRA bf16 PPO and NFT (full fine-tuning
+#      is reported as not fitting one card); rollout vs diffusers' FLUX img2img; rewritten after every configuration;
+#   6. bench/run_all.py's CUDA sections (rollout vs img2img, epoch vs floor, scaling, micro) without the
 #      0.1.2 comparison (it needs a package index) and without SD 1.5 (step 2).
 # Each step gets its own time limit out of BUDGET seconds, so one slow step cannot take the others' results with it.
 #
@@ -39,9 +41,12 @@ echo "== 3. SDXL shapes ($(left) s left)"
 timeout $(( ($(left) - 120) / 2 )) python3 bench/sdxl.py --out "$out/sdxl.json" 2>&1 | tee "$out/sdxl.log"
 
 echo "== 4. SD3.5-medium shapes ($(left) s left)"
-timeout $(( $(left) - 120 )) python3 bench/sd3.py --out "$out/sd3.json" 2>&1 | tee "$out/sd3.log"
+timeout $(( ($(left) - 120) / 2 )) python3 bench/sd3.py --out "$out/sd3.json" 2>&1 | tee "$out/sd3.log"
 
-echo "== 5. run_all CUDA sections ($(left) s left)"
+echo "== 5. FLUX.1 [dev] shapes ($(left) s left)"
+timeout $(( $(left) - 120 )) python3 bench/flux.py --out "$out/flux.json" 2>&1 | tee "$out/flux.log"
+
+echo "== 6. run_all CUDA sections ($(left) s left)"
 timeout $(( $(left) - 10 )) python3 bench/run_all.py --skip-original --skip-sd15 --out "$out/run_all.json" 2>&1 \
     | tee "$out/run_all.log"
 echo "== done in ${SECONDS} s"
