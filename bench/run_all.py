@@ -1,7 +1,7 @@
 """imageddpo's benchmark suite: one command, one table, one JSON file.
 
     python bench/run_all.py                # ~8 minutes on 2 CPU cores; the SD 1.5 section too where CUDA is present
-    python bench/run_all.py --quick        # the pocket model only, fewer repeats, no 0.1.2 comparison (~1 minute)
+    python bench/run_all.py --quick        # the pocket model only, fewer repeats, no 0.1.2 comparison (~5 minutes on 2 CPU cores)
 
 1. rollout  - `rollout` vs diffusers' StableDiffusionImg2ImgPipeline: same components, inputs and seeds (goal <= 1.05)
 2. epoch    - an epoch split into sampling / reward / training / other, and epoch time / floor, the floor being
