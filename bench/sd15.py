@@ -97,11 +97,11 @@ def workload_for(smoke:bool) -> dict:
                 sample_batch_size=2 if smoke else 8, sample_num_batches_per_epoch=1 if smoke else 2,
                 train_batch_size=2 if smoke else 4)
 
-# what bench/sdxl.py and bench/sd3.py set differently: the name, the builder, sizes, and the rollout comparison
+# what bench/sdxl.py, bench/sd3.py and bench/flux.py set differently: the name, the builder, sizes, and the rollout comparison
 NAME, build, SIZE, EPOCHS = "sd15", sd15_pipeline, 512, 3
 ROLLOUT = dict(batch=4, guidance=7.5, dtype="float16", repeats=5)
 
-# --- the machinery every shapes script (sd15, sdxl, sd3) runs: `family` is the script's module --------------------------
+# --- the machinery every shapes script (sd15, sdxl, sd3, flux) runs: `family` is the script's module --------------------
 
 def scale(family, smoke:bool, size:int, epochs:int) -> tuple:
     "(size, width_divisor, configs, epochs): the real ones, or the smoke run's narrow 64 px copy."
@@ -111,8 +111,8 @@ def worker(family, name:str, device:str, size:int, epochs:int, smoke:bool) -> di
     "One configuration, in this process (at its own `size` if it names one, bench/flux.py's do)."
     size, width_divisor, configs, epochs = scale(family, smoke, size, epochs)
     settings = dict(configs[name])
-    size = size if smoke else settings.pop("size", size)
-    settings.pop("size", None)
+    own_size = settings.pop("size", None)
+    size = own_size if own_size and not smoke else size
     return {**train_config(name, settings, device, size, width_divisor, epochs, family.workload_for(smoke), build=family.build),
             "size": size}
 
@@ -156,7 +156,7 @@ def run(family=None, device:str|None=None, size:int|None=None, epochs:int|None=N
     return {"setup": {**setup, "rollout": rollout_setup}, "rows": rows, "rollout": roll}
 
 def main(family=None):
-    "The command line of a shapes script (this one, bench/sdxl.py, bench/sd3.py); its JSON is rewritten after every configuration."
+    "The command line of a shapes script (this one, bench/sdxl.py, bench/sd3.py, bench/flux.py); its JSON is rewritten after every configuration."
     family = family or sys.modules[__name__]
     p = argparse.ArgumentParser(description=family.__doc__.splitlines()[0])
     p.add_argument("--device", default=None)

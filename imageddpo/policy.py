@@ -102,7 +102,7 @@ class Conditioning:
         first = conds[0]
         if any(c.settings() != first.settings() for c in conds):
             raise ValueError(f"conds: only conditionings of one guidance setting can be concatenated, got "
-                             f"{sorted({tuple(c.settings().items()) for c in conds})}")
+                             f"{first.settings()} and {next(c.settings() for c in conds if c.settings() != first.settings())}")
         return replace(first, **{k: None if v is None else torch.cat([c.tensors()[k] for c in conds])
                                  for k, v in first.tensors().items()})
 
