@@ -9,7 +9,7 @@ machine noise hits both alike; we report medians and their ratio. Usage:
 import argparse, json, statistics
 
 import torch
-from diffusers import (FluxImg2ImgPipeline, StableDiffusion3Img2ImgPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, StableDiffusionXLImg2ImgPipeline,
+from diffusers import (FluxImg2ImgPipeline, FluxKontextPipeline, StableDiffusion3Img2ImgPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, StableDiffusionXLImg2ImgPipeline,
                        UNet2DConditionModel, AutoencoderKL)
 
 from imageddpo.families import model_family, policy_for
@@ -34,21 +34,23 @@ def mid_pipeline() -> StableDiffusionPipeline:
 MODELS = {"pocket": (pocket_pipeline, 32), "tiny": (tiny_pipeline, 64), "mid": (mid_pipeline, 128),
           "tiny-sdxl": (tiny_sdxl_pipeline, 64), "tiny-sd3": (tiny_sd3_pipeline, 64), "tiny-flux": (tiny_flux_pipeline, 64)}
 IMG2IMG = {"sd": StableDiffusionImg2ImgPipeline, "sdxl": StableDiffusionXLImg2ImgPipeline,  # family -> diffusers' reference
-           "sd3": StableDiffusion3Img2ImgPipeline, "flux": FluxImg2ImgPipeline}
+           "sd3": StableDiffusion3Img2ImgPipeline, "flux": FluxImg2ImgPipeline, "flux-kontext": FluxKontextPipeline}
+EDIT_MODELS = ("flux-kontext",)  # their pipelines take no strength: the image is the reference, the edit starts from noise (strength 1)
 
 @torch.no_grad()
 def bench(model:str, device:str, repeats:int, batch:int=4, steps:int=10, strengths=(0.2, 0.6, 1.0), guidances=(1.0, 7.5),
-          build=None, size:int|None=None) -> list[dict]:
+          build=None, size:int|None=None, policy_kwargs:dict|None=None) -> list[dict]:
     "Median seconds per rollout, ours and diffusers', for every (guidance, strength); `build`/`size` default to `MODELS[model]`."
     if build is None: build, size = MODELS[model]
     pipe = build().to(device)
-    policy = policy_for(pipe, use_lora=False)
+    policy = policy_for(pipe, use_lora=False, **(policy_kwargs or {}))
     family = model_family(pipe)
     reference = IMG2IMG[family](**policy.sd_pipeline.components)
     # DDIM with eta 1 on both sides; SD3's img2img has only the Euler step, which is ours at noise level 0 (same work
     # but the noise draws), and resizes to its sample size unless given the size
-    flow = family in ("sd3", "flux")
+    flow, edit = family in ("sd3", "flux", *EDIT_MODELS), family in EDIT_MODELS
     ours_kw, theirs_kw = (dict(eta=0.0), dict(height=size, width=size)) if flow else (dict(eta=1.0), dict(eta=1.0))
+    if edit: theirs_kw.update(max_area=size * size, _auto_resize=policy.auto_resize)
     reference.set_progress_bar_config(disable=True)
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     prompts = ["a handwritten digit 3"] * batch
@@ -58,7 +60,7 @@ def bench(model:str, device:str, repeats:int, batch:int=4, steps:int=10, strengt
             kw = dict(num_inference_steps=steps, guidance_scale=guidance)
             ours = lambda: policy.rollout(images, prompts, noise_strength=strength, generator=torch.Generator(device).manual_seed(0),
                                           **kw, **ours_kw)
-            theirs = lambda: reference(prompt=prompts, image=images, strength=strength, output_type="pt",
+            theirs = lambda: reference(prompt=prompts, image=images, **({} if edit else dict(strength=strength)), output_type="pt",
                                        generator=torch.Generator(device).manual_seed(0), **kw, **theirs_kw)
             ours(); theirs()  # warm-up
             t_ours, t_theirs = [], []

@@ -2,6 +2,7 @@
 
     python bench/run_all.py                # ~8 minutes on 2 CPU cores; the SD 1.5 section too where CUDA is present
     python bench/run_all.py --quick        # the pocket model only, fewer repeats, no 0.1.2 comparison (~5 minutes on 2 CPU cores)
+    python bench/run_all.py --smoke        # --quick's code path with one repeat and two epochs: its figures mean nothing (tests)
 
 1. rollout  - `rollout` vs diffusers' StableDiffusionImg2ImgPipeline: same components, inputs and seeds (goal <= 1.05)
 2. epoch    - an epoch split into sampling / reward / training / other, and epoch time / floor, the floor being
@@ -116,7 +117,7 @@ def table(result:dict) -> str:
                 f"{r['ppo_speedup']:5.2f}x {r['ours_peak_rss_mb']:7.0f} {r['seed_peak_rss_mb']:8.0f}" + batched)
     else: add(f"\n4. vs imageddpo 0.1.2: not run ({result.get('original_skipped', 'skipped')})")
     for key, title in (("sd15", "6. SD 1.5 shapes"), ("sdxl", "6b. SDXL shapes"), ("sd3", "6c. SD3.5-medium shapes"),
-                       ("flux", "6d. FLUX.1 [dev] shapes")):
+                       ("flux", "6d. FLUX.1 [dev] shapes"), ("flux_kontext", "6e. FLUX.1 Kontext [dev] shapes")):
         if key in result: _shapes_section(add, title, result[key])
         elif key == "sd15": add(f"\n{title}: not run (" + ("--skip-sd15" if result["machine"]["gpu"] else "no CUDA device") + ")")
     if "micro" in result:
@@ -142,21 +143,23 @@ def table(result:dict) -> str:
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="pocket model only, fewer repeats, no comparison with 0.1.2")
+    p.add_argument("--smoke", action="store_true", help="--quick with one repeat and two epochs: tests the code path, its figures mean nothing")
     p.add_argument("--skip-original", action="store_true", help="leave out the comparison with imageddpo 0.1.2")
     p.add_argument("--skip-sd15", action="store_true", help="leave out the SD 1.5 section (run bench/sd15.py on its own)")
     p.add_argument("--seed-python", default=None, help="a Python with imageddpo 0.1.2 installed (default: create a venv)")
     p.add_argument("--out", default=None, help="default: bench/results/<cpu|cuda>.json (--quick: not written)")
     a = p.parse_args()
+    a.quick = a.quick or a.smoke
     import torch
     import rollout, epoch_breakdown, trainer_epoch
     log = lambda msg: print(msg, file=sys.stderr, flush=True)
     start, cuda = time.perf_counter(), torch.cuda.is_available()
     models = ("pocket",) if a.quick else ("pocket", "mid")
     result = {"date": datetime.date.today().isoformat(), "machine": machine(), "quick": a.quick}
-    log("1. rollout"); result["rollout"] = rollout.run(models, repeats={"pocket": 3 if a.quick else 5, "mid": 3})
+    log("1. rollout"); result["rollout"] = rollout.run(models, repeats={"pocket": 1 if a.smoke else 3 if a.quick else 5, "mid": 3})
     log("2-3. epochs")  # pocket epochs take a fraction of a second: more of them, each paired with its own floor
-    result["epoch"] = epoch_breakdown.run(models, epochs={"pocket": 4 if a.quick else 5, "mid": 3},
-                                          repeats={"pocket": 3, "mid": 5}, interleave={"pocket": True, "mid": False},
+    result["epoch"] = epoch_breakdown.run(models, epochs={"pocket": 2 if a.smoke else 4 if a.quick else 5, "mid": 3},
+                                          repeats={"pocket": 1 if a.smoke else 3, "mid": 5}, interleave={"pocket": True, "mid": False},
                                           round_robin=("pocket",),
                                           progress=log)
     if a.quick or a.skip_original: result["original_skipped"] = "--quick" if a.quick else "--skip-original"

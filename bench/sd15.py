@@ -53,9 +53,9 @@ SMOKE_CONFIGS = {"LoRA fp32": dict(use_lora=True, mixed_precision="no"),
                  "full fp32 grad-ckpt": dict(use_lora=False, mixed_precision="no", gradient_checkpointing=True)}
 
 def train_config(name:str, settings:dict, device:str, size:int, width_divisor:int, epochs:int, workload:dict,
-                 build=None) -> dict:
+                 build=None, policy_kwargs:dict|None=None) -> dict:
     """One configuration's epochs: median seconds per phase, samples/s and peak memory. `build(device, size, width_divisor)`
-    makes the pipeline (default: SD 1.5's); its family's policy trains it; `settings` may override the workload."""
+    makes the pipeline (default: SD 1.5's); its family's policy (with `policy_kwargs`) trains it; `settings` may override the workload."""
     from imageddpo import ImageDDPOConfig, ImageDDPOTrainer, policy_for
     settings = dict(settings)
     workload = dict(workload)
@@ -67,7 +67,7 @@ def train_config(name:str, settings:dict, device:str, size:int, width_divisor:in
         return prompt, images[int(torch.randint(len(images), ()))], {}
     def reward_function(out, prompts, metadata):
         return out.float().mean(dim=(1, 2, 3))
-    policy = policy_for((build or sd15_pipeline)(device, size, width_divisor), use_lora=settings["use_lora"])
+    policy = policy_for((build or sd15_pipeline)(device, size, width_divisor), use_lora=settings["use_lora"], **(policy_kwargs or {}))
     if channels_last: policy.unet.to(memory_format=torch.channels_last)
     workload = {**workload, **{k: settings.pop(k) for k in list(settings) if k in workload}}
     config = ImageDDPOConfig(**workload, **settings, num_epochs=epochs, save_freq=10**6, output_dir=tempfile.mkdtemp())
@@ -97,7 +97,8 @@ def workload_for(smoke:bool) -> dict:
                 sample_batch_size=2 if smoke else 8, sample_num_batches_per_epoch=1 if smoke else 2,
                 train_batch_size=2 if smoke else 4)
 
-# what bench/sdxl.py, bench/sd3.py and bench/flux.py set differently: the name, the builder, sizes, and the rollout comparison
+# what bench/sdxl.py, bench/sd3.py, bench/flux.py and bench/flux_kontext.py set differently: the name, the builder, sizes,
+# the rollout comparison (its `strengths`, default 0.4 and 0.8), and the policy's keywords (`POLICY_KWARGS`, default none)
 NAME, build, SIZE, EPOCHS = "sd15", sd15_pipeline, 512, 3
 ROLLOUT = dict(batch=4, guidance=7.5, dtype="float16", repeats=5)
 
@@ -113,15 +114,16 @@ def worker(family, name:str, device:str, size:int, epochs:int, smoke:bool) -> di
     settings = dict(configs[name])
     own_size = settings.pop("size", None)
     size = own_size if own_size and not smoke else size
-    return {**train_config(name, settings, device, size, width_divisor, epochs, family.workload_for(smoke), build=family.build),
-            "size": size}
+    return {**train_config(name, settings, device, size, width_divisor, epochs, family.workload_for(smoke), build=family.build,
+                           policy_kwargs=getattr(family, "POLICY_KWARGS", None)), "size": size}
 
 def rollout_rows(family, device:str, size:int, width_divisor:int, dtype, repeats:int) -> list[dict]:
-    "Our rollout vs diffusers' img2img of the family on the same components (N=20, strengths 0.4 and 0.8)."
+    "Our rollout vs diffusers' pipeline of the family on the same components (N=20, strengths 0.4 and 0.8 unless the family names its own)."
     import rollout
     r = family.ROLLOUT
-    return rollout.bench(family.NAME, device, repeats, batch=r["batch"], steps=20, strengths=(0.4, 0.8), guidances=(r["guidance"],),
-                         build=lambda: family.build(device, size, width_divisor).to(dtype=dtype), size=size)
+    return rollout.bench(family.NAME, device, repeats, batch=r["batch"], steps=20, strengths=r.get("strengths", (0.4, 0.8)),
+                         guidances=(r["guidance"],), build=lambda: family.build(device, size, width_divisor).to(dtype=dtype), size=size,
+                         policy_kwargs=getattr(family, "POLICY_KWARGS", None))
 
 def run(family=None, device:str|None=None, size:int|None=None, epochs:int|None=None, smoke:bool=False, progress=print,
         partial=None) -> dict:

@@ -7,7 +7,8 @@ import importlib, logging, typing
 
 # Where each public name lives. `import imageddpo` loads none of them -- no torch, no diffusers -- until one is
 # first used (PEP 562), so the `imageddpo` command answers `--help` and argument errors at once (chapter 07).
-_PUBLIC = {"pocket": ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", "tiny_sd3_pipeline", "pocket_sd3_pipeline", "tiny_flux_pipeline"],
+_PUBLIC = {"pocket": ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", "tiny_sd3_pipeline", "pocket_sd3_pipeline", "tiny_flux_pipeline",
+                      "tiny_flux_kontext_pipeline"],
            "digits": ["corrupt", "pocket_classifier", "pocket_prompt_function", "pocket_reward"],
            "scheduler": ["DDPOStepOutput", "ddim_step_with_logprob"],
            "policy": ["I2IDDPOPolicy", "RolloutOutput"],
@@ -15,6 +16,7 @@ _PUBLIC = {"pocket": ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", 
            "sdxl": ["I2IDDPOStableDiffusionXLPipeline"],
            "sd3": ["I2IDDPOStableDiffusion3Pipeline"],
            "flux": ["I2IDDPOFluxPipeline"],
+           "flux_kontext": ["I2IDDPOFluxKontextPipeline"],
            "flow_scheduler": ["flow_sde_step_with_logprob"],
            "families": ["policy_for"],
            "builtin_rewards": ["classifier_confidence", "fidelity_reward", "jpeg_compressibility", "jpeg_incompressibility", "weighted_sum"],
@@ -38,7 +40,7 @@ class _TorchvisionFallbackNotice(logging.Filter):
 logging.getLogger("transformers.utils.import_utils").addFilter(_TorchvisionFallbackNotice())
 
 if typing.TYPE_CHECKING:  # what editors and type checkers see
-    from imageddpo.pocket import pocket_pipeline, tiny_pipeline, tiny_sdxl_pipeline, tiny_sd3_pipeline, pocket_sd3_pipeline, tiny_flux_pipeline
+    from imageddpo.pocket import pocket_pipeline, tiny_pipeline, tiny_sdxl_pipeline, tiny_sd3_pipeline, pocket_sd3_pipeline, tiny_flux_pipeline, tiny_flux_kontext_pipeline
     from imageddpo.digits import corrupt, pocket_classifier, pocket_prompt_function, pocket_reward
     from imageddpo.scheduler import DDPOStepOutput, ddim_step_with_logprob
     from imageddpo.policy import I2IDDPOPolicy, RolloutOutput
@@ -46,6 +48,7 @@ if typing.TYPE_CHECKING:  # what editors and type checkers see
     from imageddpo.sdxl import I2IDDPOStableDiffusionXLPipeline
     from imageddpo.sd3 import I2IDDPOStableDiffusion3Pipeline
     from imageddpo.flux import I2IDDPOFluxPipeline
+    from imageddpo.flux_kontext import I2IDDPOFluxKontextPipeline
     from imageddpo.flow_scheduler import flow_sde_step_with_logprob
     from imageddpo.families import policy_for
     from imageddpo.builtin_rewards import classifier_confidence, fidelity_reward, jpeg_compressibility, jpeg_incompressibility, weighted_sum
@@ -53,10 +56,10 @@ if typing.TYPE_CHECKING:  # what editors and type checkers see
     from imageddpo.trainer import EpochResult, ImageDDPOTrainer, TrainerCallback
     from imageddpo.dashboard import TrainingDashboard
 
-_all_ = ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", "tiny_sd3_pipeline", "pocket_sd3_pipeline", "tiny_flux_pipeline", "corrupt",
+_all_ = ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", "tiny_sd3_pipeline", "pocket_sd3_pipeline", "tiny_flux_pipeline", "tiny_flux_kontext_pipeline", "corrupt",
          "pocket_classifier", "pocket_prompt_function", "pocket_reward", "DDPOStepOutput", "ddim_step_with_logprob", "I2IDDPOPolicy",
          "RolloutOutput", "I2IDDPOStableDiffusionPipeline", "I2IDDPOStableDiffusionXLPipeline", "I2IDDPOStableDiffusion3Pipeline",
-         "I2IDDPOFluxPipeline", "flow_sde_step_with_logprob", "policy_for", "classifier_confidence",
+         "I2IDDPOFluxPipeline", "I2IDDPOFluxKontextPipeline", "flow_sde_step_with_logprob", "policy_for", "classifier_confidence",
          "fidelity_reward", "jpeg_compressibility", "jpeg_incompressibility", "weighted_sum", "ImageDDPOConfig", "EpochResult",
          "ImageDDPOTrainer", "TrainerCallback", "TrainingDashboard"]  # nbdev writes `__all__` from this literal list
 ```"""
@@ -65,12 +68,12 @@ _all_ = ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", "tiny_sd3_pip
 
 # %% auto #0
 __all__ = ['pocket_pipeline', 'tiny_pipeline', 'tiny_sdxl_pipeline', 'tiny_sd3_pipeline', 'pocket_sd3_pipeline',
-           'tiny_flux_pipeline', 'corrupt', 'pocket_classifier', 'pocket_prompt_function', 'pocket_reward',
-           'DDPOStepOutput', 'ddim_step_with_logprob', 'I2IDDPOPolicy', 'RolloutOutput',
+           'tiny_flux_pipeline', 'tiny_flux_kontext_pipeline', 'corrupt', 'pocket_classifier', 'pocket_prompt_function',
+           'pocket_reward', 'DDPOStepOutput', 'ddim_step_with_logprob', 'I2IDDPOPolicy', 'RolloutOutput',
            'I2IDDPOStableDiffusionPipeline', 'I2IDDPOStableDiffusionXLPipeline', 'I2IDDPOStableDiffusion3Pipeline',
-           'I2IDDPOFluxPipeline', 'flow_sde_step_with_logprob', 'policy_for', 'classifier_confidence',
-           'fidelity_reward', 'jpeg_compressibility', 'jpeg_incompressibility', 'weighted_sum', 'ImageDDPOConfig',
-           'EpochResult', 'ImageDDPOTrainer', 'TrainerCallback', 'TrainingDashboard']
+           'I2IDDPOFluxPipeline', 'I2IDDPOFluxKontextPipeline', 'flow_sde_step_with_logprob', 'policy_for',
+           'classifier_confidence', 'fidelity_reward', 'jpeg_compressibility', 'jpeg_incompressibility', 'weighted_sum',
+           'ImageDDPOConfig', 'EpochResult', 'ImageDDPOTrainer', 'TrainerCallback', 'TrainingDashboard']
 
 # %% ../nbs/index.ipynb #863dfcb8
 __version__ = "0.2.0"
@@ -79,7 +82,8 @@ import importlib, logging, typing
 
 # Where each public name lives. `import imageddpo` loads none of them -- no torch, no diffusers -- until one is
 # first used (PEP 562), so the `imageddpo` command answers `--help` and argument errors at once (chapter 07).
-_PUBLIC = {"pocket": ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", "tiny_sd3_pipeline", "pocket_sd3_pipeline", "tiny_flux_pipeline"],
+_PUBLIC = {"pocket": ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", "tiny_sd3_pipeline", "pocket_sd3_pipeline", "tiny_flux_pipeline",
+                      "tiny_flux_kontext_pipeline"],
            "digits": ["corrupt", "pocket_classifier", "pocket_prompt_function", "pocket_reward"],
            "scheduler": ["DDPOStepOutput", "ddim_step_with_logprob"],
            "policy": ["I2IDDPOPolicy", "RolloutOutput"],
@@ -87,6 +91,7 @@ _PUBLIC = {"pocket": ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", 
            "sdxl": ["I2IDDPOStableDiffusionXLPipeline"],
            "sd3": ["I2IDDPOStableDiffusion3Pipeline"],
            "flux": ["I2IDDPOFluxPipeline"],
+           "flux_kontext": ["I2IDDPOFluxKontextPipeline"],
            "flow_scheduler": ["flow_sde_step_with_logprob"],
            "families": ["policy_for"],
            "builtin_rewards": ["classifier_confidence", "fidelity_reward", "jpeg_compressibility", "jpeg_incompressibility", "weighted_sum"],
@@ -110,7 +115,7 @@ class _TorchvisionFallbackNotice(logging.Filter):
 logging.getLogger("transformers.utils.import_utils").addFilter(_TorchvisionFallbackNotice())
 
 if typing.TYPE_CHECKING:  # what editors and type checkers see
-    from imageddpo.pocket import pocket_pipeline, tiny_pipeline, tiny_sdxl_pipeline, tiny_sd3_pipeline, pocket_sd3_pipeline, tiny_flux_pipeline
+    from imageddpo.pocket import pocket_pipeline, tiny_pipeline, tiny_sdxl_pipeline, tiny_sd3_pipeline, pocket_sd3_pipeline, tiny_flux_pipeline, tiny_flux_kontext_pipeline
     from imageddpo.digits import corrupt, pocket_classifier, pocket_prompt_function, pocket_reward
     from imageddpo.scheduler import DDPOStepOutput, ddim_step_with_logprob
     from imageddpo.policy import I2IDDPOPolicy, RolloutOutput
@@ -118,6 +123,7 @@ if typing.TYPE_CHECKING:  # what editors and type checkers see
     from imageddpo.sdxl import I2IDDPOStableDiffusionXLPipeline
     from imageddpo.sd3 import I2IDDPOStableDiffusion3Pipeline
     from imageddpo.flux import I2IDDPOFluxPipeline
+    from imageddpo.flux_kontext import I2IDDPOFluxKontextPipeline
     from imageddpo.flow_scheduler import flow_sde_step_with_logprob
     from imageddpo.families import policy_for
     from imageddpo.builtin_rewards import classifier_confidence, fidelity_reward, jpeg_compressibility, jpeg_incompressibility, weighted_sum
@@ -125,9 +131,9 @@ if typing.TYPE_CHECKING:  # what editors and type checkers see
     from imageddpo.trainer import EpochResult, ImageDDPOTrainer, TrainerCallback
     from imageddpo.dashboard import TrainingDashboard
 
-_all_ = ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", "tiny_sd3_pipeline", "pocket_sd3_pipeline", "tiny_flux_pipeline", "corrupt",
+_all_ = ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", "tiny_sd3_pipeline", "pocket_sd3_pipeline", "tiny_flux_pipeline", "tiny_flux_kontext_pipeline", "corrupt",
          "pocket_classifier", "pocket_prompt_function", "pocket_reward", "DDPOStepOutput", "ddim_step_with_logprob", "I2IDDPOPolicy",
          "RolloutOutput", "I2IDDPOStableDiffusionPipeline", "I2IDDPOStableDiffusionXLPipeline", "I2IDDPOStableDiffusion3Pipeline",
-         "I2IDDPOFluxPipeline", "flow_sde_step_with_logprob", "policy_for", "classifier_confidence",
+         "I2IDDPOFluxPipeline", "I2IDDPOFluxKontextPipeline", "flow_sde_step_with_logprob", "policy_for", "classifier_confidence",
          "fidelity_reward", "jpeg_compressibility", "jpeg_incompressibility", "weighted_sum", "ImageDDPOConfig", "EpochResult",
          "ImageDDPOTrainer", "TrainerCallback", "TrainingDashboard"]  # nbdev writes `__all__` from this literal list

@@ -48,7 +48,7 @@ class I2IDDPOFluxPipeline(FlowSampling, I2IDDPOPolicy):
             raise ValueError(f"true_cfg_scale must be a number >= 1 (1: no true CFG), got {true_cfg_scale!r}")
         self.max_sequence_length, self.true_cfg_scale = max_sequence_length, float(true_cfg_scale)
         super().__init__(pretrained_model_name, **policy_kwargs)
-        self._ids = {}  # (latent size, text tokens, device, dtypes) -> (img_ids, txt_ids)
+        self._ids = {}  # (what, size, device, dtype) -> RoPE ids: the image's, the text's (built once each)
 
     def policy_pipeline(self, source, scheduler):
         "A `FluxImg2ImgPipeline` on `source`'s modules (shared, not copied)."
@@ -113,21 +113,26 @@ def denoiser_inputs(self:I2IDDPOFluxPipeline, cond:FluxConditioning) -> dict:
 
 # %% ../nbs/02f_flux.ipynb #685a3fc3
 @patch
+def image_tokens(self:I2IDDPOFluxPipeline, latents:torch.Tensor, cond:FluxConditioning) -> tuple[torch.Tensor, torch.Tensor]:
+    "The transformer's image tokens for `latents` [B, C, h, w] (2x2 patches, diffusers' `_pack_latents`) and their RoPE ids [tokens, 3]."
+    rows, channels, h, w = latents.shape
+    key = ("image", h, w, latents.device, latents.dtype)
+    if key not in self._ids: self._ids[key] = FluxImg2ImgPipeline._prepare_latent_image_ids(rows, h // 2, w // 2, latents.device, latents.dtype)
+    return FluxImg2ImgPipeline._pack_latents(latents, rows, channels, h, w), self._ids[key]
+
+@patch
 def denoiser_output(self:I2IDDPOFluxPipeline, denoiser:torch.nn.Module, latents:torch.Tensor, t:torch.Tensor,
                     cond:FluxConditioning) -> torch.Tensor:
     "The transformer's velocity for `latents` [B, C, h, w] at timesteps `t`: packed into 2x2 patches with RoPE ids, unpacked back."
     rows, channels, h, w = latents.shape
     inputs = self.denoiser_inputs(cond)
     tokens, text_dtype = inputs["encoder_hidden_states"].shape[1], self.sd_pipeline.text_encoder.dtype
-    key = (h, w, tokens, latents.device, latents.dtype, text_dtype)
-    if key not in self._ids:
-        self._ids[key] = (FluxImg2ImgPipeline._prepare_latent_image_ids(rows, h // 2, w // 2, latents.device, latents.dtype),
-                          torch.zeros(tokens, 3, device=latents.device, dtype=text_dtype))
-    img_ids, txt_ids = self._ids[key]
-    packed, timestep = FluxImg2ImgPipeline._pack_latents(latents, rows, channels, h, w), t.to(latents.dtype) / 1000
+    key = ("text", tokens, latents.device, text_dtype)
+    if key not in self._ids: self._ids[key] = torch.zeros(tokens, 3, device=latents.device, dtype=text_dtype)
+    (packed, img_ids), txt_ids, timestep = self.image_tokens(latents, cond), self._ids[key], t.to(latents.dtype) / 1000
     call = lambda part: denoiser(hidden_states=packed[part], timestep=timestep[part], img_ids=img_ids, txt_ids=txt_ids,
                                  **{k: None if v is None else v[part] for k, v in inputs.items()}, return_dict=False)[0]
     halves = (slice(0, rows // 2), slice(rows // 2, rows)) if cond.guided else (slice(None),)  # true CFG: two calls, as diffusers'
-    velocity = torch.cat([call(part) for part in halves])
+    velocity = torch.cat([call(part) for part in halves])[:, :(h // 2) * (w // 2)]  # the generated image's tokens (an edit model's reference follows)
     factor = self.sd_pipeline.vae_scale_factor
     return FluxImg2ImgPipeline._unpack_latents(velocity, h * factor, w * factor, factor)

@@ -10,7 +10,7 @@ __all__ = ['SD15_SCHEDULER_CONFIG', 'TINY_WORDS', 'SDXL_SCALING_FACTOR', 'TIME_E
            'sd15_ddim_scheduler', 'tiny_tokenizer', 'tiny_unet', 'tiny_vae', 'tiny_text_encoder', 'tiny_pipeline',
            'ready', 'pocket_pipeline', 'tiny_sdxl_unet', 'tiny_sdxl_pipeline', 'tiny_sd3_transformer', 'tiny_sd3_vae',
            'tiny_t5', 'tiny_sd3_pipeline', 'pocket_sd3_pipeline', 'tiny_flux_transformer', 'flux_scheduler',
-           'tiny_flux_pipeline']
+           'tiny_flux_pipeline', 'tiny_flux_kontext_pipeline']
 
 # %% ../nbs/00_pocket.ipynb #2a24d1a3
 import json, tempfile
@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from diffusers import (AutoencoderKL, DDIMScheduler, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel,
+from diffusers import (AutoencoderKL, DDIMScheduler, FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxPipeline, FluxTransformer2DModel,
                        SD3Transformer2DModel, StableDiffusion3Pipeline,
                        StableDiffusionPipeline, StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline, UNet2DConditionModel)
 from tokenizers import Tokenizer, models, pre_tokenizers
@@ -265,3 +265,10 @@ def tiny_flux_pipeline(seed:int=0,          # seeds the random weights
                             text_encoder=tiny_text_encoder(tokenizer), tokenizer=tokenizer,
                             text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2)
     return ready(pipe)
+
+# %% ../nbs/00_pocket.ipynb #9dce48a5
+def tiny_flux_kontext_pipeline(seed:int=0, # seeds the random weights
+                              ) -> FluxKontextPipeline:
+    "A randomly initialised FLUX.1 Kontext-architecture pipeline (the tiny FLUX.1 [dev] in `FluxKontextPipeline`), with no download."
+    return ready(FluxKontextPipeline(**{k: v for k, v in tiny_flux_pipeline(seed).components.items()
+                                        if k not in ("image_encoder", "feature_extractor")}))

@@ -159,6 +159,7 @@ class I2IDDPOPolicy:
     pipeline_classes:tuple = () # the diffusers pipeline classes this family accepts; the first loads hub ids and folders
     denoiser_name:str = "unet"  # the denoiser's name in the wrapped pipeline and in diffusers' LoRA files
     upcasts_vae:bool = False    # whether the VAE runs in float32 whatever the denoiser's dtype (SDXL's overflows in fp16)
+    vae_sample_mode:str = "sample" # how images become latents: a draw from the VAE's posterior ("sample"), or its mode ("argmax")
     _loading_kwargs = dict(use_safetensors=True)  # never unpickle weights
 
     def __init_subclass__(cls, **kwargs):
@@ -266,6 +267,12 @@ class I2IDDPOPolicy:
                        guidance_rescale:float=0.0, image_size:tuple[int, int]|None=None) -> Conditioning:
         "The family's `Conditioning` for `prompts` (and images of `image_size`), with the unconditional twins under guidance."
         raise NotImplementedError(f"{type(self).__name__} must define encode_prompts")
+    def start_images(self, images:torch.Tensor) -> torch.Tensor:
+        "The images [B, 3, H, W] the rollout starts from and generates the size of: by default `images` as given."
+        return images
+    def condition_on_images(self, cond:Conditioning, images:torch.Tensor) -> Conditioning:
+        "`cond` with what the denoiser sees of the input `images` themselves (an edit model's reference); by default nothing."
+        return cond
     def denoiser_inputs(self, cond:Conditioning) -> dict:
         "The denoiser's conditioning keywords for `cond` (pairs under guidance, `Conditioning.pair`)."
         raise NotImplementedError(f"{type(self).__name__} must define denoiser_inputs")
@@ -355,12 +362,13 @@ def _latent_statistics(vae, like:torch.Tensor) -> tuple:
 @patch
 @torch.no_grad()
 def encode_images(self:I2IDDPOPolicy, images:torch.Tensor, generator) -> torch.Tensor:
-    "The scaled VAE latents of `images` ([0, 1]), sampled with `generator` (one per row if a list), in the denoiser's dtype."
+    "The scaled VAE latents of `images` ([0, 1]), sampled with `generator` (one per row if a list; or the mode, `vae_sample_mode`), in the denoiser's dtype."
     with _vae_precision(self):
         pixels = (2 * images - 1).to(device=self.device, dtype=next(self.vae.parameters()).dtype)
         if isinstance(generator, list):
-            latents = torch.cat([retrieve_latents(self.vae.encode(pixels[i:i + 1]), generator=g) for i, g in enumerate(generator)])
-        else: latents = retrieve_latents(self.vae.encode(pixels), generator=generator)
+            latents = torch.cat([retrieve_latents(self.vae.encode(pixels[i:i + 1]), generator=g, sample_mode=self.vae_sample_mode)
+                                 for i, g in enumerate(generator)])
+        else: latents = retrieve_latents(self.vae.encode(pixels), generator=generator, sample_mode=self.vae_sample_mode)
     latents = latents.to(self.dtype)
     mean, std = _latent_statistics(self.vae, latents)
     scale, shift = self.vae.config.scaling_factor, getattr(self.vae.config, "shift_factor", None)
@@ -399,7 +407,7 @@ def _prepare_latents(self:I2IDDPOPolicy, images:torch.Tensor, start:torch.Tensor
 def noised_latents(self:I2IDDPOPolicy, images, noise_strength:float, num_inference_steps:int,
                    generator:torch.Generator|list|None=None) -> torch.Tensor:
     "x at the first executed timestep for `images`: VAE-encoded and noised as `rollout` does."
-    images = to_image_batch(images)
+    images = self.start_images(to_image_batch(images))
     start = self.executed_timesteps(num_inference_steps, noise_strength, latent_size=self.latent_shape(images)[-2:])[:1].to(self.device)
     return self._prepare_latents(images, start, generator, num_inference_steps)
 
@@ -445,13 +453,15 @@ def rollout(self:I2IDDPOPolicy,
            ) -> RolloutOutput:
     "Noise `images` to the start of the executed schedule and denoise them, recording latents and log-probs."
     # 1. check inputs (before any model call)
-    images = to_image_batch(images)
+    inputs = to_image_batch(images)
+    images = self.start_images(inputs)
     prompts, timesteps = self.check_inputs(images, prompts, noise_strength, num_inference_steps, guidance_scale, eta, generator)
     window = _stochastic_steps(stochastic_window, len(timesteps))
     device = self.device
     timesteps = timesteps.to(device)
-    # 2. encode the prompts
+    # 2. encode the prompts (and, for an edit model, the input images it is conditioned on)
     cond = self.encode_prompts(prompts, guidance_scale, negative_prompt, guidance_rescale, image_size=tuple(images.shape[-2:]))
+    cond = self.condition_on_images(cond, inputs)
     # 3. encode the images and noise them to the first executed timestep
     if start_latents is None: latents = self._prepare_latents(images, timesteps[:1], generator, num_inference_steps)
     else: latents = _checked_start_latents(self, start_latents, images).to(device, self.dtype)

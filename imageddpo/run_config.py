@@ -11,7 +11,7 @@ __all__ = ['RUN_KEYS', 'REQUIRED_KEYS', 'BUILTIN_REWARDS', 'IMAGE_SUFFIXES', 'BU
            'trainer_from_run_config', 'train_from_run_config']
 
 # %% ../nbs/06b_run_config.ipynb #d8b3b6e2
-import dataclasses, difflib, importlib, string, sys
+import dataclasses, difflib, importlib, json, string, sys
 from pathlib import Path
 
 import PIL.Image
@@ -83,6 +83,24 @@ def square_image(image:PIL.Image.Image, size:int) -> torch.Tensor:
     left, top = (w - size) // 2, (h - size) // 2
     return to_image_batch(image.crop((left, top, left + size, top + size)))[0]
 
+def _metadata_rows(folder:Path, paths:list[Path]) -> dict[int, dict]:
+    "Image index -> its row of `folder`/metadata.jsonl without `file_name` ({} without the file); every image needs one, every row an image."
+    file = folder / "metadata.jsonl"
+    if not file.is_file(): return {}
+    index, rows = {p.relative_to(folder).as_posix(): i for i, p in enumerate(paths)}, {}
+    for n, line in enumerate(file.read_text().splitlines(), 1):
+        if not line.strip(): continue
+        try: row = json.loads(line)
+        except json.JSONDecodeError as e: raise RunConfigError(f"images: {file} line {n} is not JSON ({e.msg})") from None
+        if not isinstance(row, dict) or "file_name" not in row:
+            raise RunConfigError(f"images: {file} line {n} needs an object with a \"file_name\" (the image's path in the folder)")
+        name = str(row.pop("file_name"))
+        if name not in index: raise RunConfigError(f"images: {file} line {n} names {name!r}, which is not an image in the folder")
+        rows[index[name]] = row
+    if (missing := [p.relative_to(folder).as_posix() for i, p in enumerate(paths) if i not in rows]):
+        raise RunConfigError(f"images: {file} has no row for {len(missing)} image(s), e.g. {missing[0]!r}")
+    return rows
+
 class FolderImages:
     "The images in a folder (sorted by name), or in its class subfolders, loaded on access as (image [3, S, S], metadata)."
     def __init__(self, folder, size:int):
@@ -98,11 +116,12 @@ class FolderImages:
         self.paths = top or [p for paths in classes.values() for p in paths]
         self.labels = None if top else [int(p.parent.name) if p.parent.name.isdigit() else p.parent.name for p in self.paths]
         if not self.paths: raise RunConfigError(f"images: no {'/'.join(sorted(IMAGE_SUFFIXES))} files in {str(folder)!r} or its subfolders")
-        self.size = size
+        self.size, self.rows = size, _metadata_rows(folder, self.paths)
     def __len__(self): return len(self.paths)
     def metadata(self, i:int) -> dict:
-        "Image i's metadata (no pixels loaded): path, stem, index, and label (its subfolder's name) in a class layout."
-        return {"path": str(self.paths[i]), "stem": self.paths[i].stem, "index": i, **({"label": self.labels[i]} if self.labels else {})}
+        "Image i's metadata (no pixels loaded): path, stem, index, label (its subfolder's name) in a class layout, its metadata.jsonl row."
+        return {**self.rows.get(i, {}), "path": str(self.paths[i]), "stem": self.paths[i].stem, "index": i,
+                **({"label": self.labels[i]} if self.labels else {})}
     def __getitem__(self, i:int):
         with PIL.Image.open(self.paths[i]) as image: return square_image(image, self.size), self.metadata(i)
 
@@ -154,7 +173,7 @@ def folder_prompt_function(source, prompt:str=""):
     return prompt_function
 
 # %% ../nbs/06b_run_config.ipynb #2a6c774e
-BUILTIN_MODELS = ("pocket", "tiny", "tiny-sdxl", "tiny-sd3", "tiny-flux")  # model names that need no download (chapters 00, 02b, 02d, 02f)
+BUILTIN_MODELS = ("pocket", "tiny", "tiny-sdxl", "tiny-sd3", "tiny-flux", "tiny-flux-kontext")  # model names that need no download (chapters 00, 02b, 02d, 02f, 02g)
 
 @dataclasses.dataclass
 class RunSpec:
@@ -211,14 +230,17 @@ def read_run_config(source, # a YAML path, or the already-parsed dict
 def _builtin_pipeline(model:str, seed:int):
     "The diffusers pipeline a built-in model name stands for."
     from imageddpo.pocket import pocket_pipeline, tiny_pipeline
-    from imageddpo.pocket import tiny_flux_pipeline, tiny_sd3_pipeline, tiny_sdxl_pipeline
+    from imageddpo.pocket import tiny_flux_kontext_pipeline, tiny_flux_pipeline, tiny_sd3_pipeline, tiny_sdxl_pipeline
     return {"pocket": pocket_pipeline, "tiny": lambda: tiny_pipeline(seed), "tiny-sdxl": lambda: tiny_sdxl_pipeline(seed),
-            "tiny-sd3": lambda: tiny_sd3_pipeline(seed), "tiny-flux": lambda: tiny_flux_pipeline(seed)}[model]()
+            "tiny-sd3": lambda: tiny_sd3_pipeline(seed), "tiny-flux": lambda: tiny_flux_pipeline(seed),
+            "tiny-flux-kontext": lambda: tiny_flux_kontext_pipeline(seed)}[model]()
+
+_BUILTIN_POLICY_KWARGS = {"tiny-flux-kontext": dict(auto_resize=False)}  # a tiny model edits at its inputs' size
 
 def load_policy(model:str, revision:str, config:ImageDDPOConfig) -> I2IDDPOPolicy:
-    "The policy a run names, of the model's family (SD 1.x, SDXL, SD3 or FLUX.1, from its model_index.json), with the config's LoRA settings."
+    "The policy a run names, of the model's family (SD 1.x, SDXL, SD3, FLUX.1 or Kontext, from its model_index.json), with the config's LoRA settings."
     lora = policy_kwargs(config)
-    if model in BUILTIN_MODELS: return policy_for(_builtin_pipeline(model, config.seed), **lora)
+    if model in BUILTIN_MODELS: return policy_for(_builtin_pipeline(model, config.seed), **lora, **_BUILTIN_POLICY_KWARGS.get(model, {}))
     try: return policy_for(model, pretrained_model_revision=revision, **lora)
     except ValueError as e:
         if str(e).startswith("model: "): raise RunConfigError(str(e)) from None

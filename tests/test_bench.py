@@ -24,9 +24,10 @@ def test_committed_cpu_results_render_and_their_goals_are_recomputed():
     assert {r["model"] for r in result["original"]["rows"]} == {"pocket", "mid"}
 
 @pytest.mark.slow
-def test_quick_run_writes_its_table_as_json(tmp_path):
-    out = tmp_path / "quick.json"
-    done = subprocess.run([sys.executable, BENCH / "run_all.py", "--quick", "--out", out], capture_output=True, text=True,
+def test_smoke_run_writes_its_table_as_json(tmp_path):
+    "run_all.py's --quick code path (--smoke: one repeat, two epochs), its JSON and its table."
+    out = tmp_path / "smoke.json"
+    done = subprocess.run([sys.executable, BENCH / "run_all.py", "--smoke", "--out", out], capture_output=True, text=True,
                           cwd=tmp_path, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -36,7 +37,7 @@ def test_quick_run_writes_its_table_as_json(tmp_path):
     assert run_all.table(result) in done.stdout
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["sd15", "sdxl", "sd3", "flux"])
+@pytest.mark.parametrize("script", ["sd15", "sdxl", "sd3", "flux", "flux_kontext"])
 def test_shapes_section_runs_on_a_narrow_copy(tmp_path, script):
     "bench/<script>.py's code path (the real model's layout at 64 px, narrowed) on the CPU; the real figures need CUDA."
     out = tmp_path / f"{script}.json"

@@ -1,4 +1,4 @@
-"""SDXL, SD3 and FLUX.1 in the trainer: every objective trains each family's tiny model (guidance on, LoRA and full fine-tuning)
+"""SDXL, SD3, FLUX.1 and FLUX.1 Kontext in the trainer: every objective trains each family's tiny model (guidance on, LoRA and full fine-tuning)
 and resumes to the uninterrupted run's exact weights; a diffusers pipeline handed to the trainer gets its family's policy;
 the trained LoRA loads into the family's diffusers img2img pipeline and samples what the policy samples; run files and
 `imageddpo train` pick the family from the checkpoint's model_index.json. (Two processes: tests/test_multiprocess.py;
@@ -10,14 +10,23 @@ import torch
 import yaml
 from diffusers import FluxImg2ImgPipeline, StableDiffusion3Img2ImgPipeline, StableDiffusionXLImg2ImgPipeline
 
-from imageddpo import (I2IDDPOFluxPipeline, I2IDDPOStableDiffusion3Pipeline, I2IDDPOStableDiffusionXLPipeline, ImageDDPOConfig,
-                       ImageDDPOTrainer, tiny_flux_pipeline, tiny_sd3_pipeline, tiny_sdxl_pipeline)
+from imageddpo import (I2IDDPOFluxKontextPipeline, I2IDDPOFluxPipeline, I2IDDPOStableDiffusion3Pipeline, I2IDDPOStableDiffusionXLPipeline,
+                       ImageDDPOConfig, ImageDDPOTrainer, tiny_flux_kontext_pipeline, tiny_flux_pipeline, tiny_sd3_pipeline,
+                       tiny_sdxl_pipeline)
 from imageddpo.run_config import RunConfigError, trainer_from_run_config
 
 # family -> (its tiny pipeline, policy class, diffusers' img2img pipeline, built-in run-file name)
 FAMILIES = {"sdxl": (tiny_sdxl_pipeline, I2IDDPOStableDiffusionXLPipeline, StableDiffusionXLImg2ImgPipeline, "tiny-sdxl"),
             "sd3": (tiny_sd3_pipeline, I2IDDPOStableDiffusion3Pipeline, StableDiffusion3Img2ImgPipeline, "tiny-sd3"),
-            "flux": (tiny_flux_pipeline, I2IDDPOFluxPipeline, FluxImg2ImgPipeline, "tiny-flux")}
+            "flux": (tiny_flux_pipeline, I2IDDPOFluxPipeline, FluxImg2ImgPipeline, "tiny-flux"),
+            # an edit model: no img2img twin (its parity and LoRA round trip against FluxKontextPipeline are chapter 02g's)
+            "flux-kontext": (tiny_flux_kontext_pipeline, I2IDDPOFluxKontextPipeline, None, "tiny-flux-kontext")}
+POLICY_KWARGS = {"flux-kontext": dict(auto_resize=False)}  # the tiny edit model at the inputs' size, as its run-file name builds it
+IMG2IMG = [family for family in FAMILIES if FAMILIES[family][2] is not None]
+
+def policy(family, **kwargs):
+    build, policy_class = FAMILIES[family][:2]
+    return policy_class(build(), **POLICY_KWARGS.get(family, {}), **kwargs)
 
 def prompt_function():  # the global RNG: seeded by the trainer, restored on resume
     i = int(torch.randint(3, ()))
@@ -35,9 +44,7 @@ def config(tmp, **overrides):
 def weights(trainer): return {k: v.detach().clone() for k, v in trainer._trainable_state().items()}
 
 def train(c, family):
-    build, policy_class = FAMILIES[family][:2]
-    policy = policy_class(build(), use_lora=c.use_lora, lora_seed=c.seed)
-    trainer = ImageDDPOTrainer(c, brighter, prompt_function, policy)
+    trainer = ImageDDPOTrainer(c, brighter, prompt_function, policy(family, use_lora=c.use_lora, lora_seed=c.seed))
     trainer.train()
     return trainer
 
@@ -55,8 +62,7 @@ def test_every_objective_trains_and_resumes_to_the_same_weights(tmp_path, case, 
     straight = train(config(tmp_path/"straight", **CASES[case]), family)
     first = train(config(tmp_path/"split", **CASES[case], num_epochs=2), family)
     c = config(tmp_path/"none", **CASES[case])
-    build, policy_class = FAMILIES[family][:2]
-    untrained = policy_class(build(), use_lora=c.use_lora, lora_seed=c.seed).unet
+    untrained = policy(family, use_lora=c.use_lora, lora_seed=c.seed).unet
     fresh = {k: w for k, w in untrained.named_parameters() if w.requires_grad}
     assert any(not torch.equal(w, fresh[k]) for k, w in weights(first).items()), "training moved the weights"
     resumed = train(config(tmp_path/"split", **CASES[case], resume_from="latest"), family)
@@ -64,7 +70,7 @@ def test_every_objective_trains_and_resumes_to_the_same_weights(tmp_path, case, 
     assert same(resumed.history) == same(straight.history)
     for k, w in weights(straight).items(): assert torch.equal(w, weights(resumed)[k]), k
 
-@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("family", IMG2IMG)
 def test_the_trainer_wraps_a_pipeline_and_its_lora_loads_into_diffusers(tmp_path, family):
     build, policy_class, img2img, _ = FAMILIES[family]
     c = config(tmp_path, num_epochs=1, save_freq=100, sample_eta=0.7)
@@ -89,7 +95,7 @@ def test_the_dashboard_draws_a_run(tmp_path, family):
     from imageddpo.dashboard import TrainingDashboard
     dashboard = TrainingDashboard(torch.rand(2, 3, 32, 32), "a photo of a digit 1", every=1, mode="static", budget=1.0)
     trainer = ImageDDPOTrainer(config(tmp_path, num_epochs=2, save_freq=100, sample_eta=0.7), brighter, prompt_function,
-                               FAMILIES[family][0](), callbacks=[dashboard])
+                               policy(family), callbacks=[dashboard])
     trainer.train()
     assert {p.name for p in (tmp_path/"dashboard").iterdir()} == {"trajectory.png", "noise_strength.png", "rewards.png",
                                                                    "validation.png"}
@@ -126,7 +132,7 @@ def test_imageddpo_train_trains_from_a_run_file(tmp_path, family):
     FAMILIES[family][0]().load_lora_weights(tmp_path/"run"/"final")  # diffusers' format for the family
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("family", IMG2IMG)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_rollouts_match_diffusers_on_cuda(dtype, family):
     "The whole pipeline in fp16/bf16 on CUDA (SDXL's VAE upcast to float32): our rollout vs diffusers' img2img."
@@ -142,3 +148,25 @@ def test_half_precision_rollouts_match_diffusers_on_cuda(dtype, family):
                        output_type="pt", **size, **kwargs).images
     assert policy.vae.dtype == dtype, "the VAE is upcast only while it runs"
     assert torch.isfinite(ours.images).all() and (ours.images - theirs.float()).abs().max() <= 2e-2
+
+def test_an_edit_run_file_gives_each_image_its_own_instruction(tmp_path):
+    "FLUX.1 Kontext from a run file: metadata.jsonl's `target` per image fills `prompt: make it a {target}`; one epoch from pure noise."
+    spec = run_spec(tmp_path, "tiny-flux-kontext", sample_eta=0.7, sample_guidance_scale=2.5)
+    spec["config"].update(noise_strength=1.0, sample_batch_size=4)
+    spec["prompt"] = "make it a {target}"
+    (tmp_path/"images"/"metadata.jsonl").write_text("".join(json.dumps({"file_name": f"img_{i}.png", "target": 7 - 6 * i}) + "\n"
+                                                            for i in range(2)))
+    trainer = trainer_from_run_config(spec)
+    assert isinstance(trainer.sd_pipeline, I2IDDPOFluxKontextPipeline) and trainer.sd_pipeline.auto_resize is False
+    seen = []
+    class Record:
+        def on_train_begin(self, t): pass
+        def on_epoch_begin(self, t, epoch, strength): pass
+        def on_epoch_end(self, t, result): seen.extend(zip(result.samples.prompts, result.metadata))
+        def on_train_end(self, t): pass
+    trainer.callbacks.append(Record())
+    torch.manual_seed(0)
+    trainer.train()
+    assert all(prompt == f"make it a {meta['target']}" for prompt, meta in seen) and len(seen) == 4
+    assert all({"img_0": 7, "img_1": 1}[meta["stem"]] == meta["target"] for _, meta in seen)
+    assert torch.isfinite(torch.tensor(trainer.history[0]["reward_mean"]))

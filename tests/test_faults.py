@@ -143,8 +143,10 @@ def test_foreign_folders_beside_the_checkpoints_are_ignored_by_latest(tmp_path, 
 
 @pytest.mark.slow
 def test_a_long_run_stays_bounded():
-    "600 epochs of the tiny model, a checkpoint every epoch, two kept: memory, files, threads and disk stay flat."
-    done = subprocess.run([sys.executable, "long_run.py", "--epochs", "600", "--every", "100"], cwd=Path(__file__).parent.parent / "bench",
+    """200 epochs of the tiny model, a checkpoint every epoch, two kept: memory, files, threads and disk stay flat. (bench/long_run.py
+    ran 2000 epochs for bench/results/long_run.json: 4.8 MB of growth from epoch 250 on; a leak of one checkpoint's tensors
+    per epoch would be megabytes per epoch.)"""
+    done = subprocess.run([sys.executable, "long_run.py", "--epochs", "200", "--every", "50"], cwd=Path(__file__).parent.parent / "bench",
                           capture_output=True, text=True, env=ENV, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [ast.literal_eval(line) for line in done.stdout.splitlines() if line.startswith("{'epoch'")]
@@ -152,5 +154,5 @@ def test_a_long_run_stays_bounded():
     print(result)
     assert result["open_files_change"] == 0 and result["threads_change"] == 0
     assert all(r["checkpoints"] == 2 for r in rows), "num_checkpoint_limit holds"
-    assert result["rss_growth_mb"] < 30, "resident memory stays flat after the warm-up"
+    assert result["rss_growth_mb"] < 15, "resident memory stays flat after the warm-up (under 100 kB per epoch)"
     assert rows[-1]["output_bytes"] < 2 * rows[0]["output_bytes"], "disk use does not grow with the number of checkpoints written"

@@ -9,7 +9,9 @@
 #      SD3 img2img), rewritten after every configuration like step 3;
 #   5. bench/flux.py: FLUX.1 [dev] shapes (12B, with T5-XXL) at 512 and 1024 px, LoRA bf16 PPO and NFT (full fine-tuning
 #      is reported as not fitting one card); rollout vs diffusers' FLUX img2img; rewritten after every configuration;
-#   6. bench/run_all.py's CUDA sections (rollout vs img2img, epoch vs floor, scaling, micro) without the
+#   6. bench/flux_kontext.py: FLUX.1 Kontext [dev] shapes (the reference's tokens double the sequence) at 1024 px from pure
+#      noise, LoRA bf16 PPO and NFT with and without gradient checkpointing; rollout vs diffusers' FluxKontextPipeline;
+#   7. bench/run_all.py's CUDA sections (rollout vs img2img, epoch vs floor, scaling, micro) without the
 #      0.1.2 comparison (it needs a package index) and without SD 1.5 (step 2).
 # Each step gets its own time limit out of BUDGET seconds, so one slow step cannot take the others' results with it.
 #
@@ -44,9 +46,12 @@ echo "== 4. SD3.5-medium shapes ($(left) s left)"
 timeout $(( ($(left) - 120) / 2 )) python3 bench/sd3.py --out "$out/sd3.json" 2>&1 | tee "$out/sd3.log"
 
 echo "== 5. FLUX.1 [dev] shapes ($(left) s left)"
-timeout $(( $(left) - 120 )) python3 bench/flux.py --out "$out/flux.json" 2>&1 | tee "$out/flux.log"
+timeout $(( ($(left) - 120) / 2 )) python3 bench/flux.py --out "$out/flux.json" 2>&1 | tee "$out/flux.log"
 
-echo "== 6. run_all CUDA sections ($(left) s left)"
+echo "== 6. FLUX.1 Kontext [dev] shapes ($(left) s left)"
+timeout $(( $(left) - 120 )) python3 bench/flux_kontext.py --out "$out/flux_kontext.json" 2>&1 | tee "$out/flux_kontext.log"
+
+echo "== 7. run_all CUDA sections ($(left) s left)"
 timeout $(( $(left) - 10 )) python3 bench/run_all.py --skip-original --skip-sd15 --out "$out/run_all.json" 2>&1 \
     | tee "$out/run_all.log"
 echo "== done in ${SECONDS} s"
