@@ -15,9 +15,9 @@ resolution), so a policy that fools the pocket classifier without drawing the di
 import argparse, json, os, subprocess, statistics, sys, tempfile, time
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
+
+from imageddpo.digits import SecondJudge  # the judge no policy trains against (chapter 00b)
 
 METHODS = {  # name -> ImageDDPOConfig overrides on top of the demo's configuration (its objective and groups replaced)
     "ppo": dict(train_objective="ppo", sample_group_size=1),
@@ -49,21 +49,6 @@ def policy_for_model(model:str):
 def task_prompt(task:str, label:int) -> str:
     from imageddpo.pocket_training import digit_prompt
     return digit_prompt(label) if task == "demo" else ""
-
-class SecondJudge:
-    "An RBF SVM on the original 8x8 digits (sklearn), applied to outputs pooled back to 8x8 grey."
-    def __init__(self):
-        from sklearn.svm import SVC
-        from imageddpo.digits import digits_dataset
-        images, labels = digits_dataset("train")
-        self.svm = SVC(gamma="scale", C=10.0).fit(self.features(images), labels.numpy())
-
-    @staticmethod
-    def features(images:torch.Tensor) -> np.ndarray:
-        return F.adaptive_avg_pool2d(images.float().mean(1, keepdim=True), 8).flatten(1).numpy()
-
-    def accuracy(self, images:torch.Tensor, labels:torch.Tensor) -> float:
-        return float((self.svm.predict(self.features(images)) == labels.numpy()).mean())
 
 @torch.no_grad()
 def evaluate(policy, config, task:str, heldout, judge:SecondJudge, classifier) -> dict:

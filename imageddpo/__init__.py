@@ -17,6 +17,7 @@ _PUBLIC = {"pocket": ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", 
            "sd3": ["I2IDDPOStableDiffusion3Pipeline"],
            "flux": ["I2IDDPOFluxPipeline"],
            "flux_kontext": ["I2IDDPOFluxKontextPipeline"],
+           "pocket_edit": ["pocket_edit_pipeline", "pocket_edit_policy", "pocket_edit_reward", "pocket_edit_prompt_function"],
            "flow_scheduler": ["flow_sde_step_with_logprob"],
            "families": ["policy_for"],
            "builtin_rewards": ["classifier_confidence", "fidelity_reward", "jpeg_compressibility", "jpeg_incompressibility", "weighted_sum"],
@@ -49,6 +50,7 @@ if typing.TYPE_CHECKING:  # what editors and type checkers see
     from imageddpo.sd3 import I2IDDPOStableDiffusion3Pipeline
     from imageddpo.flux import I2IDDPOFluxPipeline
     from imageddpo.flux_kontext import I2IDDPOFluxKontextPipeline
+    from imageddpo.pocket_edit import pocket_edit_pipeline, pocket_edit_policy, pocket_edit_reward, pocket_edit_prompt_function
     from imageddpo.flow_scheduler import flow_sde_step_with_logprob
     from imageddpo.families import policy_for
     from imageddpo.builtin_rewards import classifier_confidence, fidelity_reward, jpeg_compressibility, jpeg_incompressibility, weighted_sum
@@ -59,7 +61,8 @@ if typing.TYPE_CHECKING:  # what editors and type checkers see
 _all_ = ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", "tiny_sd3_pipeline", "pocket_sd3_pipeline", "tiny_flux_pipeline", "tiny_flux_kontext_pipeline", "corrupt",
          "pocket_classifier", "pocket_prompt_function", "pocket_reward", "DDPOStepOutput", "ddim_step_with_logprob", "I2IDDPOPolicy",
          "RolloutOutput", "I2IDDPOStableDiffusionPipeline", "I2IDDPOStableDiffusionXLPipeline", "I2IDDPOStableDiffusion3Pipeline",
-         "I2IDDPOFluxPipeline", "I2IDDPOFluxKontextPipeline", "flow_sde_step_with_logprob", "policy_for", "classifier_confidence",
+         "I2IDDPOFluxPipeline", "I2IDDPOFluxKontextPipeline", "pocket_edit_pipeline", "pocket_edit_policy",
+         "pocket_edit_reward", "pocket_edit_prompt_function", "flow_sde_step_with_logprob", "policy_for", "classifier_confidence",
          "fidelity_reward", "jpeg_compressibility", "jpeg_incompressibility", "weighted_sum", "ImageDDPOConfig", "EpochResult",
          "ImageDDPOTrainer", "TrainerCallback", "TrainingDashboard"]  # nbdev writes `__all__` from this literal list
 ```"""
@@ -71,7 +74,8 @@ __all__ = ['pocket_pipeline', 'tiny_pipeline', 'tiny_sdxl_pipeline', 'tiny_sd3_p
            'tiny_flux_pipeline', 'tiny_flux_kontext_pipeline', 'corrupt', 'pocket_classifier', 'pocket_prompt_function',
            'pocket_reward', 'DDPOStepOutput', 'ddim_step_with_logprob', 'I2IDDPOPolicy', 'RolloutOutput',
            'I2IDDPOStableDiffusionPipeline', 'I2IDDPOStableDiffusionXLPipeline', 'I2IDDPOStableDiffusion3Pipeline',
-           'I2IDDPOFluxPipeline', 'I2IDDPOFluxKontextPipeline', 'flow_sde_step_with_logprob', 'policy_for',
+           'I2IDDPOFluxPipeline', 'I2IDDPOFluxKontextPipeline', 'pocket_edit_pipeline', 'pocket_edit_policy',
+           'pocket_edit_reward', 'pocket_edit_prompt_function', 'flow_sde_step_with_logprob', 'policy_for',
            'classifier_confidence', 'fidelity_reward', 'jpeg_compressibility', 'jpeg_incompressibility', 'weighted_sum',
            'ImageDDPOConfig', 'EpochResult', 'ImageDDPOTrainer', 'TrainerCallback', 'TrainingDashboard']
 
@@ -92,6 +96,7 @@ _PUBLIC = {"pocket": ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", 
            "sd3": ["I2IDDPOStableDiffusion3Pipeline"],
            "flux": ["I2IDDPOFluxPipeline"],
            "flux_kontext": ["I2IDDPOFluxKontextPipeline"],
+           "pocket_edit": ["pocket_edit_pipeline", "pocket_edit_policy", "pocket_edit_reward", "pocket_edit_prompt_function"],
            "flow_scheduler": ["flow_sde_step_with_logprob"],
            "families": ["policy_for"],
            "builtin_rewards": ["classifier_confidence", "fidelity_reward", "jpeg_compressibility", "jpeg_incompressibility", "weighted_sum"],
@@ -124,6 +129,7 @@ if typing.TYPE_CHECKING:  # what editors and type checkers see
     from imageddpo.sd3 import I2IDDPOStableDiffusion3Pipeline
     from imageddpo.flux import I2IDDPOFluxPipeline
     from imageddpo.flux_kontext import I2IDDPOFluxKontextPipeline
+    from imageddpo.pocket_edit import pocket_edit_pipeline, pocket_edit_policy, pocket_edit_reward, pocket_edit_prompt_function
     from imageddpo.flow_scheduler import flow_sde_step_with_logprob
     from imageddpo.families import policy_for
     from imageddpo.builtin_rewards import classifier_confidence, fidelity_reward, jpeg_compressibility, jpeg_incompressibility, weighted_sum
@@ -134,6 +140,7 @@ if typing.TYPE_CHECKING:  # what editors and type checkers see
 _all_ = ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", "tiny_sd3_pipeline", "pocket_sd3_pipeline", "tiny_flux_pipeline", "tiny_flux_kontext_pipeline", "corrupt",
          "pocket_classifier", "pocket_prompt_function", "pocket_reward", "DDPOStepOutput", "ddim_step_with_logprob", "I2IDDPOPolicy",
          "RolloutOutput", "I2IDDPOStableDiffusionPipeline", "I2IDDPOStableDiffusionXLPipeline", "I2IDDPOStableDiffusion3Pipeline",
-         "I2IDDPOFluxPipeline", "I2IDDPOFluxKontextPipeline", "flow_sde_step_with_logprob", "policy_for", "classifier_confidence",
+         "I2IDDPOFluxPipeline", "I2IDDPOFluxKontextPipeline", "pocket_edit_pipeline", "pocket_edit_policy",
+         "pocket_edit_reward", "pocket_edit_prompt_function", "flow_sde_step_with_logprob", "policy_for", "classifier_confidence",
          "fidelity_reward", "jpeg_compressibility", "jpeg_incompressibility", "weighted_sum", "ImageDDPOConfig", "EpochResult",
          "ImageDDPOTrainer", "TrainerCallback", "TrainingDashboard"]  # nbdev writes `__all__` from this literal list

@@ -6,12 +6,13 @@ Docs: https://hectorastrom.github.io/imageddpo/digits.html.md"""
 
 # %% auto #0
 __all__ = ['HELDOUT_SIZE', 'digits_dataset', 'DigitClassifier', 'pocket_assets', 'pocket_classifier', 'classifier_accuracy',
-           'pocket_reward', 'gaussian_blur', 'corrupt', 'pocket_prompt_function']
+           'SecondJudge', 'pocket_reward', 'gaussian_blur', 'corrupt', 'pocket_prompt_function']
 
 # %% ../nbs/00b_digits.ipynb #25533986
 import math
 from importlib.resources import files
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -64,6 +65,23 @@ def classifier_accuracy(images:torch.Tensor, labels:torch.Tensor, classifier:Dig
     "Fraction of `images` ([B, 3, H, W] in [0, 1]) that `classifier` (default: the shipped one) labels correctly."
     classifier = classifier or pocket_classifier()
     return (classifier(images.float()).argmax(1).cpu() == labels.cpu()).float().mean().item()
+
+# %% ../nbs/00b_digits.ipynb #385b797d
+class SecondJudge:
+    "An RBF SVM on the original 8x8 digits (sklearn), applied to outputs pooled back to 8x8 grey: a judge no policy trains against."
+    def __init__(self):
+        from sklearn.svm import SVC
+        images, labels = digits_dataset("train")
+        self.svm = SVC(gamma="scale", C=10.0).fit(self.features(images), labels.numpy())
+    @staticmethod
+    def features(images:torch.Tensor) -> np.ndarray:
+        return torch.nn.functional.adaptive_avg_pool2d(images.float().cpu().mean(1, keepdim=True), 8).flatten(1).numpy()
+    def predict(self, images:torch.Tensor) -> torch.Tensor:
+        "The judge's class for each image [B, 3, H, W] in [0, 1]."
+        return torch.from_numpy(self.svm.predict(self.features(images)))
+    def accuracy(self, images:torch.Tensor, labels:torch.Tensor) -> float:
+        "Fraction of `images` the judge labels `labels`."
+        return float((self.predict(images) == labels.cpu()).float().mean())
 
 # %% ../nbs/00b_digits.ipynb #bd9e8909
 def pocket_reward(classifier:DigitClassifier|None=None): # defaults to the shipped one

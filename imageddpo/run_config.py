@@ -41,10 +41,12 @@ def _unknown(key:str, known, where:str) -> RunConfigError:
 
 # %% ../nbs/06b_run_config.ipynb #6dab158c
 def _pocket_reward(): from imageddpo.digits import pocket_reward; return pocket_reward()
+def _pocket_edit_reward(keep:float=1.0): from imageddpo.pocket_edit import pocket_edit_reward; return pocket_edit_reward(keep)
 
 BUILTIN_REWARDS = dict(jpeg_compressibility=builtin_rewards.jpeg_compressibility,
                        jpeg_incompressibility=builtin_rewards.jpeg_incompressibility,
-                       fidelity=builtin_rewards.fidelity_reward, pocket_classifier=_pocket_reward)
+                       fidelity=builtin_rewards.fidelity_reward, pocket_classifier=_pocket_reward,
+                       pocket_edit=_pocket_edit_reward)  # the digit edit task (chapter 00d): each image's `target`, `keep` x SSIM
 
 def _importable_from(*folders):
     "Put `folders` first on the import path (each once), in order."
@@ -173,7 +175,7 @@ def folder_prompt_function(source, prompt:str=""):
     return prompt_function
 
 # %% ../nbs/06b_run_config.ipynb #2a6c774e
-BUILTIN_MODELS = ("pocket", "tiny", "tiny-sdxl", "tiny-sd3", "tiny-flux", "tiny-flux-kontext")  # model names that need no download (chapters 00, 02b, 02d, 02f, 02g)
+BUILTIN_MODELS = ("pocket", "pocket-edit", "tiny", "tiny-sdxl", "tiny-sd3", "tiny-flux", "tiny-flux-kontext")  # no download (chapters 00, 00d, 02b, 02d, 02f, 02g)
 
 @dataclasses.dataclass
 class RunSpec:
@@ -231,11 +233,14 @@ def _builtin_pipeline(model:str, seed:int):
     "The diffusers pipeline a built-in model name stands for."
     from imageddpo.pocket import pocket_pipeline, tiny_pipeline
     from imageddpo.pocket import tiny_flux_kontext_pipeline, tiny_flux_pipeline, tiny_sd3_pipeline, tiny_sdxl_pipeline
-    return {"pocket": pocket_pipeline, "tiny": lambda: tiny_pipeline(seed), "tiny-sdxl": lambda: tiny_sdxl_pipeline(seed),
+    from imageddpo.pocket_edit import pocket_edit_pipeline
+    return {"pocket": pocket_pipeline, "pocket-edit": pocket_edit_pipeline, "tiny": lambda: tiny_pipeline(seed),
+            "tiny-sdxl": lambda: tiny_sdxl_pipeline(seed),
             "tiny-sd3": lambda: tiny_sd3_pipeline(seed), "tiny-flux": lambda: tiny_flux_pipeline(seed),
             "tiny-flux-kontext": lambda: tiny_flux_kontext_pipeline(seed)}[model]()
 
-_BUILTIN_POLICY_KWARGS = {"tiny-flux-kontext": dict(auto_resize=False)}  # a tiny model edits at its inputs' size
+_BUILTIN_POLICY_KWARGS = {"tiny-flux-kontext": dict(auto_resize=False),  # the tiny models edit at their inputs' size
+                          "pocket-edit": dict(auto_resize=False, max_sequence_length=8)}  # (chapter 00d's POCKET_EDIT_TEXT_TOKENS)
 
 def load_policy(model:str, revision:str, config:ImageDDPOConfig) -> I2IDDPOPolicy:
     "The policy a run names, of the model's family (SD 1.x, SDXL, SD3, FLUX.1 or Kontext, from its model_index.json), with the config's LoRA settings."
@@ -265,8 +270,9 @@ def check_reward_metadata(reward_function, source, reward:str):
     have = source.metadata(0)
     missing = [k for k in getattr(reward_function, "metadata_keys", ()) if k not in have]
     if not missing: return
-    hint = (f"put the images in one subfolder per class (photos/3/a.png: {missing[0]} 3), use a dataset with a {missing[0]!r} "
-            f"column, or write a reward (\"module:function\") that reads it from another field, e.g. `stem`")
+    hint = (f"give each image a {missing[0]!r} in a metadata.jsonl beside them ({{\"file_name\": \"a.png\", \"{missing[0]}\": 3}}), "
+            f"put the images in one subfolder per class when it is their class (photos/3/a.png: {missing[0]} 3), use a dataset with a "
+            f"{missing[0]!r} column, or write a reward (\"module:function\") that reads it from another field, e.g. `stem`")
     raise RunConfigError(f"reward: {reward!r} reads {missing} from each image's metadata, but the images supply only "
                          f"{sorted(have)}; {hint}")
 
