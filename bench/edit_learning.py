@@ -1,14 +1,16 @@
-"""Does a dedicated edit model learn edits faster than img2img? The digit edit task (chapter 00d) trained two ways (issue 29).
+"""Does a dedicated edit model learn edits faster than img2img? The digit edit task (chapter 00d) trained three ways (issue 29).
 
 - `kontext_nft`: the pocket edit model (FLUX.1 Kontext's architecture) from pure noise, conditioned on the reference;
 - `img2img_nft`: the pocket SD 1.x model in img2img mode on the same references, its prompt naming the target digit
-  ("a handwritten digit 7", what it was trained on), at a `noise_strength` high enough to change the digit.
+  ("a handwritten digit 7", what it was trained on), at a `noise_strength` high enough to change the digit;
+- `kontext_nft_ink`: `kontext_nft` with a term in the reward for keeping the reference's ink strength.
 
-Both train with the demo's recipe (NFT, groups of 8, 64 samples an epoch; chapter 08b) against the same reward,
-`pocket_edit_reward(keep)`: the pocket classifier's log-probability of the target class plus `keep` x SSIM to the
-input. Every `--eval-every` epochs both are evaluated on the 297 held-out references (chapter 00d's `edit_task`, seed
+All train with the demo's recipe (NFT, groups of 8, 64 samples an epoch; chapter 08b) against
+`pocket_edit_reward(keep, keep_ink)`: the pocket classifier's log-probability of the target class plus `keep` x SSIM to
+the input (and, for the third, minus `keep_ink` x the ink-strength gap). Every `--eval-every` epochs each is evaluated on the 297 held-out references (chapter 00d's `edit_task`, seed
 0): accuracy under the pocket classifier and under the second judge no policy trains against, the style gap (ink
-position and strength) and the SSIM to the reference, sampling deterministically (noise level 0, 10 steps).
+position and strength) and the SSIM to the reference, sampling deterministically (noise level 0, 10 steps); its
+`reward_mean` is the shared reward's (no ink term).
 
     python bench/edit_learning.py --all [--seeds 0 1 2 3 4] [--jobs 2]   # every (method, seed), then bench/results/edit_learning.json
     python bench/edit_learning.py --method kontext_nft --seed 0           # one run, one JSON line
@@ -21,10 +23,12 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = RESULTS / "edit_runs"
 KEEP = 0.5  # the preservation term's weight in the reward
+KEEP_INK = 5.0  # kontext_nft_ink's weight of the ink-strength gap (chapter 00d's ink_keep_reward)
 
-METHODS = {  # name -> (model, ImageDDPOConfig overrides on the demo's configuration)
-    "kontext_nft": ("pocket-edit", dict(noise_strength=1.0, sample_eta=0.7)),
-    "img2img_nft": ("pocket", dict(noise_strength=0.8)),
+METHODS = {  # name -> (model, ImageDDPOConfig overrides on the demo's configuration, pocket_edit_reward's ink weight)
+    "kontext_nft": ("pocket-edit", dict(noise_strength=1.0, sample_eta=0.7), 0.0),
+    "img2img_nft": ("pocket", dict(noise_strength=0.8), 0.0),
+    "kontext_nft_ink": ("pocket-edit", dict(noise_strength=1.0, sample_eta=0.7), KEEP_INK),
 }
 
 def instruction(method:str, target:int) -> str:
@@ -38,20 +42,14 @@ def policy_for_method(method:str):
     from imageddpo.pocket_edit import pocket_edit_policy
     return pocket_edit_policy() if METHODS[method][0] == "pocket-edit" else I2IDDPOStableDiffusionPipeline(pocket_pipeline())
 
-@torch.no_grad()
 def evaluate(policy, method:str, config, task:dict, judge, classifier) -> dict:
-    "Held-out edits (deterministic, 10 steps): both judges' accuracy, the style gap, SSIM to the reference, the reward's mean."
-    from imageddpo.builtin_rewards import ssim
-    from imageddpo.pocket_edit import style_gap
-    prompts = [instruction(method, int(t)) for t in task["targets"]]
-    outputs = torch.cat([policy.rollout(task["references"][i:i + 100], prompts[i:i + 100], noise_strength=config.noise_strength,
-                                        num_inference_steps=10, eta=0.0, generator=torch.Generator().manual_seed(1234 + i)).images
-                         for i in range(0, len(prompts), 100)])
-    log_p = classifier(outputs).log_softmax(1).gather(1, task["targets"][:, None]).squeeze(1)
-    similarity = ssim(outputs, task["references"])
-    return dict(accuracy=(classifier(outputs).argmax(1) == task["targets"]).float().mean().item(),
-                second_judge_accuracy=judge.accuracy(outputs, task["targets"]), ssim=similarity.mean().item(),
-                reward_mean=(log_p + KEEP * similarity).mean().item(), **style_gap(outputs, task["references"]))
+    "Held-out edits (chapter 00d's `evaluate_edits`: noise level 0, 10 steps): both judges' accuracy, the style gap, SSIM, the reward's mean."
+    from imageddpo.pocket_edit import evaluate_edits
+    r = evaluate_edits(policy, task, judge=judge, classifier=classifier, seed=1234, noise_strength=config.noise_strength,
+                       prompts=[instruction(method, int(t)) for t in task["targets"]])
+    return dict(accuracy=r["accuracy"], second_judge_accuracy=r["judge_accuracy"], ssim=r["ssim"],
+                reward_mean=r["log_p"].mean().item() + KEEP * r["ssim"],
+                position_px=r["position_px"], ink=r["ink"])
 
 def run(method:str, seed:int, epochs:int, eval_every:int) -> dict:
     "Train one (method, seed) and evaluate it on the held-out edits every `eval_every` epochs."
@@ -61,7 +59,7 @@ def run(method:str, seed:int, epochs:int, eval_every:int) -> dict:
     from imageddpo.digits import SecondJudge, digits_dataset, pocket_classifier
     from imageddpo.pocket_edit import edit_task, pocket_edit_reward, random_styles, styled
     from imageddpo.trainer import ImageDDPOTrainer
-    model, overrides = METHODS[method]
+    model, overrides, keep_ink = METHODS[method]
     config = ImageDDPOConfig(**{**DEMO_CONFIG, **overrides, "num_epochs": epochs, "save_freq": 10**6}, seed=seed,
                              output_dir=tempfile.mkdtemp(), accelerator_kwargs={"cpu": True})
     images, labels = digits_dataset("train")
@@ -80,11 +78,11 @@ def run(method:str, seed:int, epochs:int, eval_every:int) -> dict:
             if done % eval_every == 0 or done == epochs:
                 curve.append(dict(epoch=done, samples=done * result.stats["num_samples"], train_s=clock["train_s"],
                                   **evaluate(trainer.sd_pipeline, method, config, heldout, judge, classifier)))
-    trainer = ImageDDPOTrainer(config, pocket_edit_reward(KEEP), prompt_function, policy, callbacks=[Evaluate()])
+    trainer = ImageDDPOTrainer(config, pocket_edit_reward(KEEP, keep_ink), prompt_function, policy, callbacks=[Evaluate()])
     with policy.adapters_disabled():
         curve.append(dict(epoch=0, samples=0, train_s=0.0, **evaluate(policy, method, config, heldout, judge, classifier)))
     trainer.train()
-    return dict(method=method, model=model, seed=seed, epochs=epochs, keep=KEEP, overrides=overrides, curve=curve,
+    return dict(method=method, model=model, seed=seed, epochs=epochs, keep=KEEP, keep_ink=keep_ink, overrides=overrides, curve=curve,
                 training_reward=[h["reward_mean"] for h in trainer.history])
 
 def run_process(method:str, seed:int, epochs:int, eval_every:int) -> subprocess.Popen:

@@ -7,7 +7,7 @@ Docs: https://hectorastrom.github.io/imageddpo/pocket_edit.html.md"""
 # %% auto #0
 __all__ = ['POCKET_EDIT_TEXT_TOKENS', 'edit_prompt', 'random_styles', 'styled', 'edit_task', 'style_of', 'style_gap',
            'pocket_edit_transformer', 'pocket_edit_vae', 'train_pocket_edit', 'build_pocket_edit',
-           'pocket_edit_pipeline', 'pocket_edit_policy', 'evaluate_edits', 'pocket_edit_reward',
+           'pocket_edit_pipeline', 'pocket_edit_policy', 'evaluate_edits', 'ink_keep_reward', 'pocket_edit_reward',
            'pocket_edit_prompt_function']
 
 # %% ../nbs/00d_pocket_edit.ipynb #120c35de
@@ -161,22 +161,41 @@ def pocket_edit_policy(**policy_kwargs):
                                                                **policy_kwargs})
 
 @torch.no_grad()
-def evaluate_edits(policy, task:dict, num_inference_steps:int=10, judge=None, classifier=None, seed:int=0) -> dict:
-    "Edit every reference of `task` (strength 1, noise level 0): accuracy under the pocket classifier and the second judge, and the style gap."
+def evaluate_edits(policy, task:dict, num_inference_steps:int=10, judge=None, classifier=None,
+                   seed:int=0,                    # the start noise: the same seed, the same noise before and after training
+                   prompts:list[str]|None=None,   # what the policy is asked (default: the task's instructions)
+                   noise_strength:float=1.0,      # 1: from pure noise (an edit model); below 1: img2img from the noised reference
+                   batch:int=100) -> dict:
+    "Edit every reference of `task` (noise level 0): both judges' accuracy, log p(target), SSIM to the reference, the style gap."
+    from imageddpo.builtin_rewards import ssim
     from imageddpo.digits import SecondJudge
     judge, classifier = judge or SecondJudge(), classifier or pocket_classifier()
-    outputs = torch.cat([policy.rollout(task["references"][i:i + 100], task["prompts"][i:i + 100], noise_strength=1.0, eta=0.0,
-                                        num_inference_steps=num_inference_steps, generator=torch.Generator().manual_seed(seed + i)).images
-                         for i in range(0, len(task["prompts"]), 100)])
-    return dict(outputs=outputs, accuracy=(classifier(outputs).argmax(1) == task["targets"]).float().mean().item(),
-                judge_accuracy=judge.accuracy(outputs, task["targets"]), **style_gap(outputs, task["references"]))
+    prompts = task["prompts"] if prompts is None else prompts
+    outputs = torch.cat([policy.rollout(task["references"][i:i + batch], prompts[i:i + batch], noise_strength=noise_strength, eta=0.0,
+                                        num_inference_steps=num_inference_steps, generator=torch.Generator().manual_seed(seed + i)
+                                        ).images.float().cpu() for i in range(0, len(prompts), batch)])
+    logits, targets = classifier(outputs), task["targets"]
+    correct, similarity = logits.argmax(1) == targets, ssim(outputs, task["references"])
+    return dict(outputs=outputs, log_p=logits.log_softmax(1).gather(1, targets[:, None]).squeeze(1), correct=correct,
+                accuracy=correct.float().mean().item(), judge_accuracy=judge.accuracy(outputs, targets),
+                ssim=similarity.mean().item(), **style_gap(outputs, task["references"]))
 
 # %% ../nbs/00d_pocket_edit.ipynb #c3d47166
-def pocket_edit_reward(keep:float=1.0): # the weight of the preservation term (SSIM to the input)
-    "A reward function: log p(target class | output) under the pocket classifier + `keep` x SSIM(output, input)."
+def ink_keep_reward():
+    "A reward function: minus the gap between each output's ink strength and its input's (`style_of`), in [-1, 0]."
+    def reward_function(images, prompts, metadata, input_images=None):
+        if input_images is None: raise ValueError("ink_keep_reward needs input_images (the trainer passes them)")
+        gap = (style_of(images.float().cpu())[:, 2] - style_of(input_images.float().cpu())[:, 2]).abs()
+        return -gap, {"ink_gap": gap.mean().item()}
+    return reward_function
+
+def pocket_edit_reward(keep:float=1.0,     # the weight of the preservation term (SSIM to the input)
+                       keep_ink:float=0.0, # the weight of `ink_keep_reward` (0: left out)
+                      ):
+    "A reward function: log p(target class | output) under the pocket classifier + `keep` x SSIM(output, input) [- `keep_ink` x ink gap]."
     from imageddpo.builtin_rewards import classifier_confidence, fidelity_reward, weighted_sum
     return weighted_sum({"edit": (classifier_confidence(pocket_classifier(), label_key="target"), 1.0),
-                         "keep": (fidelity_reward("ssim"), keep)})
+                         "keep": (fidelity_reward("ssim"), keep), **({"ink": (ink_keep_reward(), keep_ink)} if keep_ink else {})})
 
 def pocket_edit_prompt_function(split:str="train"): # the digits the references come from
     "A prompt function for the edit task: () -> (instruction, styled reference, {label, target}); draws from torch's global RNG."

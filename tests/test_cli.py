@@ -83,16 +83,20 @@ def test_reward_from_user_code(tmp_path):
     done = imageddpo("train", "--config", str(config), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
 
-def test_demo_command_one_epoch(tmp_path):
-    done = imageddpo("demo", "--epochs", "1", "--device", "cpu", "--output-dir", str(tmp_path / "demo"))
+@pytest.mark.parametrize("task, figures", [("restore", ["held-out accuracy", "held-out reward"]),
+                                           ("edit", ["held-out accuracy", "second judge", "style kept"])])
+def test_demo_command_one_epoch(tmp_path, task, figures):
+    done = imageddpo("demo", "--task", task, "--epochs", "1", "--device", "cpu", "--output-dir", str(tmp_path / "demo"))
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "held-out accuracy" in done.stdout and str(tmp_path / "demo" / "before_after.png") in done.stdout
+    assert all(f"{figure}: " in done.stdout for figure in figures) and str(tmp_path / "demo" / "before_after.png") in done.stdout, done.stdout
     assert {"before_after.png", "reward_curve.png", "lora", "metrics.json"} <= {p.name for p in (tmp_path / "demo").iterdir()}
+    assert json.loads((tmp_path / "demo" / "metrics.json").read_text())["epochs"] == 1
 
 @pytest.mark.parametrize("args, message", [
     (["--epochs", "0"], "--epochs must be >= 1"),
     (["--epochs", "two"], "invalid int value: 'two'"),
     (["--device", "tpu"], "--device must be auto, cpu or cuda"),
+    (["--task", "paint"], "--task must be restore or edit"),
 ])
 def test_demo_bad_arguments(tmp_path, args, message):
     done = imageddpo("demo", *args, "--output-dir", str(tmp_path / "demo"))
