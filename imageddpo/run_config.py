@@ -41,12 +41,13 @@ def _unknown(key:str, known, where:str) -> RunConfigError:
 
 # %% ../nbs/06b_run_config.ipynb #6dab158c
 def _pocket_reward(): from imageddpo.digits import pocket_reward; return pocket_reward()
-def _pocket_edit_reward(keep:float=1.0): from imageddpo.pocket_edit import pocket_edit_reward; return pocket_edit_reward(keep)
+def _pocket_edit_reward(keep:float=1.0, keep_ink:float=0.0):
+    from imageddpo.pocket_edit import pocket_edit_reward; return pocket_edit_reward(keep, keep_ink)
 
 BUILTIN_REWARDS = dict(jpeg_compressibility=builtin_rewards.jpeg_compressibility,
                        jpeg_incompressibility=builtin_rewards.jpeg_incompressibility,
                        fidelity=builtin_rewards.fidelity_reward, pocket_classifier=_pocket_reward,
-                       pocket_edit=_pocket_edit_reward)  # the digit edit task (chapter 00d): each image's `target`, `keep` x SSIM
+                       pocket_edit=_pocket_edit_reward)  # the digit edit task (chapter 00d): each image's `target`, `keep` x SSIM, `keep_ink`
 
 def _importable_from(*folders):
     "Put `folders` first on the import path (each once), in order."

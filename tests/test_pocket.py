@@ -62,7 +62,7 @@ def test_the_pocket_edit_model_trains_from_a_run_file(tmp_path):
         rows.append(json.dumps({"file_name": f"{i}.png", "target": (int(labels[i]) + 1) % 10}))
     (tmp_path / "refs" / "metadata.jsonl").write_text("\n".join(rows) + "\n")
     spec = dict(model="pocket-edit", images=str(tmp_path / "refs"), image_size=32, prompt="make it a {target}", reward="pocket_edit",
-                reward_kwargs=dict(keep=0.5),
+                reward_kwargs=dict(keep=0.5, keep_ink=2.0),
                 config=dict(mixed_precision="no", sample_num_steps=4, noise_strength=1.0, sample_eta=0.7, sample_batch_size=4,
                             sample_num_batches_per_epoch=1, train_batch_size=2, num_epochs=1, output_dir=str(tmp_path / "run")))
     from imageddpo.pocket_edit import pocket_edit_reward
@@ -78,7 +78,7 @@ def test_the_pocket_edit_model_trains_from_a_run_file(tmp_path):
     trainer.train(); trainer.save_pretrained(tmp_path / "final")
     result, = seen
     assert all(p == f"make it a {m['target']}" for p, m in zip(result.samples.prompts, result.metadata))
-    again, _ = compute_rewards(pocket_edit_reward(0.5), result.samples.images, result.samples.prompts, result.metadata,
+    again, _ = compute_rewards(pocket_edit_reward(0.5, keep_ink=2.0), result.samples.images, result.samples.prompts, result.metadata,
                                result.samples.input_images)
     assert torch.allclose(again, result.rewards.cpu(), atol=1e-5), "the reward read each sample's target and its input"
     pocket_edit_pipeline().load_lora_weights(tmp_path / "final")
