@@ -8,7 +8,8 @@ Docs: https://hectorastrom.github.io/imageddpo/checkpoints.html.md"""
 __all__ = ['CHECKPOINT_RE', 'MANIFEST', 'CheckpointError', 'partial_dir', 'begin_checkpoint', 'write_files', 'seal_checkpoint',
            'list_checkpoints', 'latest_checkpoint', 'checkpoint_epoch', 'verify_checkpoint', 'resolve_resume',
            'prune_checkpoints', 'check_output_dir', 'check_writable', 'clear_checkpoints', 'rng_state', 'set_rng_state',
-           'save_tensors', 'load_tensors', 'load_state', 'save_trainer_checkpoint', 'load_trainer_checkpoint']
+           'give_default_mode', 'save_tensors', 'load_tensors', 'load_state', 'save_trainer_checkpoint',
+           'load_trainer_checkpoint']
 
 # %% ../nbs/05b_checkpoints.ipynb #fc50009c
 import hashlib, json, os, random, re, shutil
@@ -171,9 +172,15 @@ def set_rng_state(state:dict):
         torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
 
 # %% ../nbs/05b_checkpoints.ipynb #b951afa5
+def give_default_mode(*paths:Path):
+    "Give files the mode `open()` gives a new file (0666 less the umask)."
+    mask = os.umask(0o022); os.umask(mask)  # reading the umask means setting it: set it back at once
+    for path in paths: os.chmod(path, 0o666 & ~mask)
+
 def save_tensors(path:Path, tensors:dict[str, torch.Tensor]):
-    "Tensors to a safetensors file (made contiguous, on the CPU)."
+    "Tensors to a safetensors file (made contiguous, on the CPU), with the mode every other file gets."
     save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(path))
+    give_default_mode(path)
 
 def load_tensors(path:Path) -> dict[str, torch.Tensor]:
     "Tensors from a safetensors file."

@@ -8,7 +8,7 @@ Docs: https://hectorastrom.github.io/imageddpo/cli.html.md"""
 __all__ = ['DEMO_TASKS', 'smoke', 'demo_command', 'train_command', 'command_parser', 'main']
 
 # %% ../nbs/07_cli.ipynb #2c03e2cf
-import argparse, inspect, os, sys, time
+import argparse, inspect, os, shlex, sys, time
 from pathlib import Path
 
 from fastcore.docments import docments
@@ -57,6 +57,7 @@ def demo_command(task:str="restore",               # restore: undo a corruption 
                  seed:int=0,                       # seeds the LoRA initialisation, sampling, input draws and training
                  device:str="auto",                # cpu, cuda or auto
                  threads:int=None,                 # torch's CPU threads (default: every core but one; OMP_NUM_THREADS overrides)
+                 _command_line:str|None=None,      # the command as typed (from `main`): the refusal's hints extend it
                 ) -> dict:
     "Fine-tune a shipped pocket model on the CPU (restore corrupted digits, or follow edit instructions), with held-out figures before and after."
     if task not in DEMO_TASKS: raise ValueError(f"--task must be restore or edit, got {task!r}")
@@ -65,22 +66,30 @@ def demo_command(task:str="restore",               # restore: undo a corruption 
     if threads is not None and threads < 1: raise ValueError(f"--threads must be >= 1, got {threads}")
     _quiet_library_logs()
     run = dict(resume_from=resume_from or "", overwrite_output_dir=overwrite_output_dir, seed=seed, device=device, threads=threads)
+    output_dir = output_dir or ("imageddpo-edit-demo" if task == "edit" else "imageddpo-demo")
+    from imageddpo.checkpoint import check_output_dir  # the demo checks it too; here the hints name the command as typed
+    check_output_dir(output_dir, run["resume_from"], overwrite_output_dir, command=_command_line or f"imageddpo demo --task {task}")
     if task == "edit": return _edit_report(epochs, output_dir, run)
     from imageddpo.demo import DEMO_CONFIG, demo
-    m = demo(epochs=epochs or DEMO_CONFIG["num_epochs"], output_dir=output_dir or "imageddpo-demo", **run)
+    m = demo(epochs=epochs or DEMO_CONFIG["num_epochs"], output_dir=output_dir, **run)
     return {"held-out reward": f"{m['heldout_reward_before']:.3f} -> {m['heldout_reward_after']:.3f} (log p of the prompted digit)",
             "held-out accuracy": f"{m['heldout_accuracy_before']:.1%} -> {m['heldout_accuracy_after']:.1%}"
                                  f" (corrupted inputs: {m['corrupted_input_accuracy']:.1%})",
-            "wall time": f"{m['wall_seconds']:.0f} s", **m["files"]}
+            "wall time": _wall_time(m), **m["files"]}
+
+def _wall_time(m:dict) -> str:
+    "This command's seconds; after a resume, also the training seconds of every run."
+    if not m["resumed_from"]: return f"{m['wall_seconds']:.0f} s"
+    return f"{m['wall_seconds']:.0f} s this run ({m['training_seconds']:.0f} s of training over all its runs)"
 
 def _edit_report(epochs, output_dir, run) -> dict:
     from imageddpo.edit_demo import EDIT_DEMO_CONFIG, edit_demo
-    m = edit_demo(epochs=epochs or EDIT_DEMO_CONFIG["num_epochs"], output_dir=output_dir or "imageddpo-edit-demo", **run)
+    m = edit_demo(epochs=epochs or EDIT_DEMO_CONFIG["num_epochs"], output_dir=output_dir, **run)
     change = lambda key, fmt: f"{m[f'heldout_{key}_before']:{fmt}} -> {m[f'heldout_{key}_after']:{fmt}}"
     return {"held-out accuracy": f"{change('accuracy', '.1%')} (the pocket classifier, which the reward uses)",
             "second judge": f"{change('second_judge_accuracy', '.1%')} (never trained against)",
             "style kept": f"SSIM to the reference {change('ssim', '.3f')}; ink gap {change('ink_gap', '.3f')}",
-            "wall time": f"{m['wall_seconds']:.0f} s", **m["files"]}
+            "wall time": _wall_time(m), **m["files"]}
 
 # %% ../nbs/07_cli.ipynb #45b21870
 def train_command(config:str=None,                 # the run file (YAML); required
@@ -88,13 +97,14 @@ def train_command(config:str=None,                 # the run file (YAML); requir
                   resume_from:str=None,             # a checkpoint folder or "latest"; overrides config.resume_from
                   overwrite_output_dir:bool=False,  # start over in an output_dir that holds a previous run
                   num_epochs:int=None,              # overrides config.num_epochs
+                  _command_line:str="imageddpo train", # the command as typed (from `main`): the refusal's hints extend it
                  ) -> dict:
     "Train as a YAML run file says: model, images, prompt, reward and ImageDDPOConfig fields."
     if config is None: raise ValueError("--config: give the run file (YAML), e.g. imageddpo train --config run.yaml")
     if not Path(config).is_file(): raise ValueError(f"--config: no such file {config!r}")
     _quiet_library_logs()
     from imageddpo.run_config import train_from_run_config
-    trainer = train_from_run_config(config, command="imageddpo train", output_dir=output_dir, resume_from=resume_from, num_epochs=num_epochs,
+    trainer = train_from_run_config(config, command=_command_line, output_dir=output_dir, resume_from=resume_from, num_epochs=num_epochs,
                                     overwrite_output_dir=overwrite_output_dir or None)
     trainer.accelerator.end_training()  # trackers closed, process group destroyed (exiting with gloo threads alive can abort)
     last = trainer.history[-1] if trainer.history else {}
@@ -108,7 +118,7 @@ def command_parser(fn) -> argparse.ArgumentParser:
     "An argparse parser for `fn`'s keyword arguments: `--some-option` (and `--some_option`), help from the docments."
     parser = argparse.ArgumentParser(add_help=False)
     for name, d in docments(fn, full=True).items():
-        if name == "return": continue
+        if name == "return" or name.startswith("_"): continue  # `_command_line` comes from `main`, not from a flag
         flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
         default = None if d.default is inspect.Parameter.empty else d.default
         if d.anno is bool: parser.add_argument(*flags, dest=name, action="store_true", help=d.docment)  # default False: a switch
@@ -116,15 +126,19 @@ def command_parser(fn) -> argparse.ArgumentParser:
                                   help=d.docment + ("" if default is None else f" (default: {default})"))
     return parser
 
-def _resume_command(argv:list[str]) -> str:
-    "The command line that continues a stopped run: the same arguments, resuming from the latest checkpoint."
+def _command_line(argv:list[str]) -> str:
+    "The command as typed, less `--resume-from` and `--overwrite-output-dir`: what the resume and start-over hints extend."
     kept, skip = [], False
     for a in argv:
         if skip: skip = False; continue
         if a in ("--resume-from", "--resume_from"): skip = True; continue
         if a.startswith(("--resume-from=", "--resume_from=")) or a in ("--overwrite-output-dir", "--overwrite_output_dir"): continue
         kept.append(a)
-    return " ".join(["imageddpo", *kept, "--resume-from", "latest"])
+    return " ".join(["imageddpo", *map(shlex.quote, kept)])
+
+def _resume_command(argv:list[str]) -> str:
+    "The command line that continues a stopped run: the same arguments, resuming from the latest checkpoint."
+    return f"{_command_line(argv)} --resume-from latest"
 
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `imageddpo` console script."
@@ -135,7 +149,8 @@ def main(argv:list[str]|None=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = vars(parser.parse_args(argv))
     name = args.pop("command")
-    try: report = _COMMANDS[name](**args)
+    typed = {"_command_line": _command_line(argv)} if "_command_line" in inspect.signature(_COMMANDS[name]).parameters else {}
+    try: report = _COMMANDS[name](**args, **typed)
     except ValueError as e: commands[name].error(str(e))  # exits 2 with the usage line and the message naming the option
     except TrainingStopped as e:  # Ctrl-C or SIGTERM: stopped after an epoch, with a checkpoint
         if os.environ.get("RANK", "0") == "0":

@@ -17,7 +17,7 @@ import torch
 
 from .checkpoint import check_output_dir
 from .config import ImageDDPOConfig
-from .dashboard import TrainingDashboard, figure_png, grid_png
+from .dashboard import TrainingDashboard, figure_png, grid_png, reward_band
 from matplotlib.figure import Figure
 from .digits import HELDOUT_SIZE, classifier_accuracy, corrupt, digits_dataset, pocket_classifier, pocket_reward
 from .pipeline import I2IDDPOStableDiffusionPipeline
@@ -75,11 +75,10 @@ def save_grid(rows:dict,                # title -> images [n, 3, H, W] in [0, 1]
     Path(path).write_bytes(grid_png(rows, scores, fmt=".2f", captions=captions, title=title)); return Path(path)
 
 def save_reward_curve(history:list, path, title:str="training reward"):
-    "A PNG of the reward mean ± std per epoch from `trainer.history`."
-    epochs = [h["epoch"] for h in history]
-    mean = torch.tensor([h["reward_mean"] for h in history]); std = torch.tensor([h["reward_std"] for h in history])
+    "A PNG of the reward mean per epoch from `trainer.history`, in its 10th–90th percentile band (chapter 06's `reward_band`)."
+    epochs, mean, (low, high, band) = [h["epoch"] for h in history], [h["reward_mean"] for h in history], reward_band(history)
     fig = Figure(figsize=(5, 3), layout="constrained"); ax = fig.subplots()
-    ax.plot(epochs, mean, marker=".", label="mean"); ax.fill_between(epochs, mean - std, mean + std, alpha=0.2, label="± std")
+    ax.plot(epochs, mean, marker=".", label="mean"); ax.fill_between(epochs, low, high, alpha=0.2, label=band)
     ax.set_xlabel("epoch"); ax.set_ylabel("reward"); ax.set_title(title); ax.legend(loc="lower right")
     Path(path).write_bytes(figure_png(fig, dpi=110)); return Path(path)
 
@@ -120,10 +119,11 @@ def train_before_after(trainer:ImageDDPOTrainer, evaluate, # policy -> held-out 
 
 def write_metrics(out:Path, trainer:ImageDDPOTrainer, dashboard:TrainingDashboard, start:float, device:str, **figures) -> dict:
     "`out/metrics.json`: the demo's `figures`, then how it ran (epochs, samples, seed, device, threads, seconds) and where its files are."
-    config = trainer.config
+    config = trainer.config  # wall_seconds: this command's; training_seconds: every epoch's, over the resumed runs too
     metrics = dict(**figures, resumed_from=str(trainer.resumed_from) if trainer.resumed_from else None,
                    epochs=config.num_epochs, samples_per_epoch=config.sample_batch_size * config.sample_num_batches_per_epoch,
                    seed=config.seed, device=device, threads=torch.get_num_threads(), wall_seconds=time.perf_counter() - start,
+                   training_seconds=sum(h.get(k, 0.0) for h in trainer.history for k in ("sample_s", "reward_wait_s", "train_s")),
                    dashboard_seconds=dashboard.overhead_s, training_reward=[h["reward_mean"] for h in trainer.history],
                    files={"grid": str(out / "before_after.png"), "reward_curve": str(out / "reward_curve.png"),
                           "dashboard": str(out / "dashboard"), "lora": str(out / "lora"), "metrics": str(out / "metrics.json")})

@@ -525,9 +525,11 @@ def adapters_disabled(self:I2IDDPOPolicy):
 @patch
 def save_pretrained(self:I2IDDPOPolicy, save_directory:str|Path):
     "Save the LoRA weights (diffusers' `load_lora_weights` format) or, for full fine-tuning, the whole pipeline."
+    from imageddpo.checkpoint import give_default_mode  # safetensors writes 0600: readable like every other file (chapter 05b)
     if self.use_lora:
         layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(self.denoiser))
         metadata = self.denoiser.peft_config["default"].to_dict()  # the adapter's config travels too: lora_alpha != rank loads right
         type(self.sd_pipeline).save_lora_weights(save_directory, **{f"{self.denoiser_name}_lora_layers": layers,
                                                                     f"{self.denoiser_name}_lora_adapter_metadata": metadata})
     else: self.sd_pipeline.save_pretrained(save_directory)
+    give_default_mode(*Path(save_directory).rglob("*.safetensors"))

@@ -418,6 +418,7 @@ def _epoch_stats(self:ImageDDPOTrainer, epoch:int, strength:float, all_rewards:t
     means = {k: acc.reduce(torch.stack(v).float().mean().to(acc.device), reduction="mean").item() for k, v in diagnostics.items()}
     stats = {"epoch": epoch, "noise_strength": strength, "reward_mean": all_rewards.mean().item(),
              "reward_std": all_rewards.std(unbiased=False).item(), "num_samples": len(all_rewards),
+             **{f"reward_q{q}": all_rewards.float().quantile(q / 100).item() for q in (10, 90)},  # a band inside the reward's range
              **means, **{k: round(v, 4) for k, v in seconds.items()}, "nonfinite_skipped": self.nonfinite_skipped, **(extra or {})}
     self.history.append(stats)
     return stats

@@ -1,6 +1,6 @@
 """The `imageddpo` command in a subprocess: `train --config run.yaml` from a folder and from a 🤗 dataset,
 resume, `python -m imageddpo`, and bad run files (exit 2, the key named, nothing written)."""
-import json, os, subprocess, sys
+import json, os, re, shlex, subprocess, sys
 from pathlib import Path
 
 import numpy as np
@@ -154,8 +154,10 @@ def test_a_previous_run_is_never_overwritten_unasked(tmp_path):
     checkpoint = tmp_path / "run" / "checkpoints" / "checkpoint-1" / "weights.safetensors"
     before = checkpoint.read_bytes()
     again = imageddpo("train", "--config", str(config))
-    assert again.returncode == 2 and "`imageddpo train --resume-from latest`" in again.stderr, again.stderr[-2000:]
+    assert again.returncode == 2 and f"`imageddpo train --config {config} --resume-from latest`" in again.stderr, again.stderr[-2000:]
     assert checkpoint.read_bytes() == before, "a refused run changes nothing"
+    pasted = imageddpo(*shlex.split(re.search(r"Continue it with `imageddpo ([^`]+)`", again.stderr).group(1)))
+    assert pasted.returncode == 0 and "1 of 1 epochs done" in pasted.stdout, "the hint, pasted, continues the run"
     resumed = imageddpo("train", "--config", str(config), "--resume-from", "latest", "--num-epochs", "2")
     assert resumed.returncode == 0 and f"Resuming from {tmp_path / 'run' / 'checkpoints' / 'checkpoint-1'}: 1 of 2 epochs done" in resumed.stdout
     fresh = imageddpo("train", "--config", str(config), "--overwrite-output-dir")
@@ -166,5 +168,6 @@ def test_an_interrupted_demo_says_how_to_continue(tmp_path):
     (tmp_path / "demo" / "checkpoints" / "checkpoint-40").mkdir(parents=True)
     (tmp_path / "demo" / "checkpoints" / "checkpoint-40" / "manifest.json").write_text("{}")
     done = imageddpo("demo", "--output-dir", str(tmp_path / "demo"))
-    assert done.returncode == 2 and "epochs done: 40" in done.stderr and "`imageddpo demo --resume-from latest`" in done.stderr \
-           and "`imageddpo demo --overwrite-output-dir`" in done.stderr, done.stderr[-2000:]
+    typed = f"imageddpo demo --output-dir {tmp_path / 'demo'}"  # the hints continue the demo in the folder it was given
+    assert done.returncode == 2 and "epochs done: 40" in done.stderr and f"`{typed} --resume-from latest`" in done.stderr \
+           and f"`{typed} --overwrite-output-dir`" in done.stderr, done.stderr[-2000:]
