@@ -34,10 +34,12 @@ REQUIRED_KEYS = ("model", "images", "reward")
 class RunConfigError(ValueError):
     "A run file with a missing, unknown or invalid key."
 
-def _unknown(key:str, known, where:str) -> RunConfigError:
-    close = difflib.get_close_matches(key, list(known), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(known))}"
-    return RunConfigError(f"{where}: unknown key {key!r}{hint}")
+def _did_you_mean(name:str, known, what:str) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"did you mean {close[0]!r}?" if close else f"known {what}s: {', '.join(sorted(known))}"
+
+def _unknown(key:str, known, where:str, what:str="key") -> RunConfigError: # what `key` is: a key, a reward, a column
+    return RunConfigError(f"{where}: unknown {what} {key!r}; {_did_you_mean(key, known, what)}")
 
 # %% ../nbs/06b_run_config.ipynb #6dab158c
 def _pocket_reward(): from imageddpo.digits import pocket_reward; return pocket_reward()
@@ -61,7 +63,7 @@ def resolve_reward(name:str, # a key of BUILTIN_REWARDS, or "package.module:func
     "The reward function a run file names."
     if not isinstance(name, str) or not name: raise RunConfigError("reward: give a built-in name or 'package.module:function'")
     if ":" not in name:
-        if name not in BUILTIN_REWARDS: raise _unknown(name, BUILTIN_REWARDS, "reward")
+        if name not in BUILTIN_REWARDS: raise _unknown(name, BUILTIN_REWARDS, "reward", what="reward")
         try: return BUILTIN_REWARDS[name](**(kwargs or {}))
         except TypeError as e: raise RunConfigError(f"reward_kwargs for {name!r}: {e}") from None
     module_name, _, attr = name.partition(":")
@@ -138,7 +140,7 @@ class DatasetImages:
         if isinstance(ds, datasets.DatasetDict):
             if split not in ds: raise RunConfigError(f"images.split: {split!r} not in {sorted(ds)}")
             ds = ds[split]
-        if column not in ds.column_names: raise _unknown(column, ds.column_names, "images.column")
+        if column not in ds.column_names: raise _unknown(column, ds.column_names, "images.column", what="column")
         if len(ds) == 0: raise RunConfigError(f"images: the dataset {dataset!r} split {split!r} is empty")
         self.ds, self.size, self.column = ds, size, column
         self.columns = ds.remove_columns(column)  # the metadata, read without decoding images
@@ -227,6 +229,9 @@ def read_run_config(source, # a YAML path, or the already-parsed dict
     images = ({**images, "dataset": _beside(images.get("dataset"), folder, must_exist=True)} if isinstance(images, dict)
               else _beside(images, folder))  # a dataset may be a hub name: resolved only when the folder holds it
     model = spec["model"] if spec["model"] in BUILTIN_MODELS else _beside(spec["model"], folder, must_exist=True)
+    if model not in BUILTIN_MODELS and "/" not in model and not Path(model).exists():  # a typo, not a hub id (owner/name)
+        raise RunConfigError(f"model: {model!r} is not a built-in model, a local folder or a hub id (owner/name); "
+                             f"{_did_you_mean(model, BUILTIN_MODELS, 'built-in model')}")
     return RunSpec(model, str(spec["revision"]), images, size, spec["prompt"], spec["reward"], spec["reward_kwargs"], config, folder)
 
 # %% ../nbs/06b_run_config.ipynb #c9e8464f
