@@ -19,6 +19,7 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
     main_job, test_command = commands
     assert main_job.startswith("pip install") and "imageddpo" in main_job
     assert '".[dev]"' in test_command and "nbdev-test" in test_command and "pytest" in test_command
+    assert readme.index("download.pytorch.org/whl/cpu") < readme.index(main_job), "a CPU user meets the CPU build before the install"
     ci = (ROOT / ".ci" / "run").read_text()
     pattern = re.search(r"grep -m1 -E '(.*?)' README.md", ci).group(1)
     found = [l for l in readme.splitlines() if re.match(pattern, l)]
