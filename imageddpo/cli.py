@@ -60,36 +60,32 @@ def demo_command(task:str="restore",               # restore: undo a corruption 
                  _command_line:str|None=None,      # the command as typed (from `main`): the refusal's hints extend it
                 ) -> dict:
     "Fine-tune a shipped pocket model on the CPU (restore corrupted digits, or follow edit instructions), with held-out figures before and after."
-    if task not in DEMO_TASKS: raise ValueError(f"--task must be restore or edit, got {task!r}")
+    if task not in DEMO_TASKS: raise ValueError(f"--task must be {' or '.join(DEMO_TASKS)}, got {task!r}")
     if epochs is not None and epochs < 1: raise ValueError(f"--epochs must be >= 1, got {epochs}")
     if device not in ("auto", "cpu", "cuda"): raise ValueError(f"--device must be auto, cpu or cuda, got {device!r}")
     if threads is not None and threads < 1: raise ValueError(f"--threads must be >= 1, got {threads}")
     _quiet_library_logs()
-    run = dict(resume_from=resume_from or "", overwrite_output_dir=overwrite_output_dir, seed=seed, device=device, threads=threads)
-    output_dir = output_dir or ("imageddpo-edit-demo" if task == "edit" else "imageddpo-demo")
-    from imageddpo.checkpoint import check_output_dir  # the demo checks it too; here the hints name the command as typed
-    check_output_dir(output_dir, run["resume_from"], overwrite_output_dir, command=_command_line or f"imageddpo demo --task {task}")
-    if task == "edit": return _edit_report(epochs, output_dir, run)
-    from imageddpo.demo import DEMO_CONFIG, demo
-    m = demo(epochs=epochs or DEMO_CONFIG["num_epochs"], output_dir=output_dir, **run)
-    return {"held-out reward": f"{m['heldout_reward_before']:.3f} -> {m['heldout_reward_after']:.3f} (log p of the prompted digit)",
-            "held-out accuracy": f"{m['heldout_accuracy_before']:.1%} -> {m['heldout_accuracy_after']:.1%}"
-                                 f" (corrupted inputs: {m['corrupted_input_accuracy']:.1%})",
-            "wall time": _wall_time(m), **m["files"]}
+    given = {k: v for k, v in dict(epochs=epochs, output_dir=output_dir, command=_command_line).items() if v is not None}  # else the demo's defaults
+    run = dict(resume_from=resume_from or "", overwrite_output_dir=overwrite_output_dir, seed=seed, device=device, threads=threads, **given)
+    if task == "edit":
+        from imageddpo.edit_demo import edit_demo
+        m = edit_demo(**run)
+        change = lambda key, fmt: f"{m[f'heldout_{key}_before']:{fmt}} -> {m[f'heldout_{key}_after']:{fmt}}"
+        figures = {"held-out accuracy": f"{change('accuracy', '.1%')} (the pocket classifier, which the reward uses)",
+                   "second judge": f"{change('second_judge_accuracy', '.1%')} (never trained against)",
+                   "style kept": f"SSIM to the reference {change('ssim', '.3f')}; ink gap {change('ink_gap', '.3f')}"}
+    else:
+        from imageddpo.demo import demo
+        m = demo(**run)
+        figures = {"held-out reward": f"{m['heldout_reward_before']:.3f} -> {m['heldout_reward_after']:.3f} (log p of the prompted digit)",
+                   "held-out accuracy": f"{m['heldout_accuracy_before']:.1%} -> {m['heldout_accuracy_after']:.1%}"
+                                        f" (corrupted inputs: {m['corrupted_input_accuracy']:.1%})"}
+    return {**figures, "wall time": _wall_time(m), **m["files"]}
 
 def _wall_time(m:dict) -> str:
     "This command's seconds; after a resume, also the training seconds of every run."
     if not m["resumed_from"]: return f"{m['wall_seconds']:.0f} s"
     return f"{m['wall_seconds']:.0f} s this run ({m['training_seconds']:.0f} s of training over all its runs)"
-
-def _edit_report(epochs, output_dir, run) -> dict:
-    from imageddpo.edit_demo import EDIT_DEMO_CONFIG, edit_demo
-    m = edit_demo(epochs=epochs or EDIT_DEMO_CONFIG["num_epochs"], output_dir=output_dir, **run)
-    change = lambda key, fmt: f"{m[f'heldout_{key}_before']:{fmt}} -> {m[f'heldout_{key}_after']:{fmt}}"
-    return {"held-out accuracy": f"{change('accuracy', '.1%')} (the pocket classifier, which the reward uses)",
-            "second judge": f"{change('second_judge_accuracy', '.1%')} (never trained against)",
-            "style kept": f"SSIM to the reference {change('ssim', '.3f')}; ink gap {change('ink_gap', '.3f')}",
-            "wall time": _wall_time(m), **m["files"]}
 
 # %% ../nbs/07_cli.ipynb #45b21870
 def train_command(config:str=None,                 # the run file (YAML); required

@@ -15,7 +15,8 @@ import torch
 
 from .config import ImageDDPOConfig
 from .dashboard import TrainingDashboard
-from .demo import DEMO_CONFIG, check_demo_args, cpu_threads, demo_threads, save_grid, save_reward_curve, train_before_after, write_metrics
+from .demo import (DEMO_CONFIG, check_demo_args, cpu_threads, demo_threads, misses_first, save_grid, save_reward_curve,
+                            train_before_after, write_metrics)
 from .digits import SecondJudge, pocket_classifier
 from .pocket_edit import edit_task, evaluate_edits, pocket_edit_policy, pocket_edit_prompt_function, pocket_edit_reward
 from .run_config import ProgressBar
@@ -29,7 +30,7 @@ EDIT_DEMO_KEEP = 0.5  # the preservation term's weight in the reward (SSIM to th
 def save_edit_grid(task:dict, before:dict, after:dict, # `edit_task`; `evaluate_edits` of the base and fine-tuned policies
                    path, n:int=8):
     "The before/after PNG: `n` held-out edits (the base model's misses first), reference, base and fine-tuned rows."
-    show = torch.cat([(~before["correct"]).nonzero().flatten(), before["correct"].nonzero().flatten()])[:n]
+    show = misses_first(before["correct"], n)
     return save_grid({"reference": task["references"][show], "base": before["outputs"][show], "fine-tuned": after["outputs"][show]}, path,
                      captions={"reference": [f"{int(task['labels'][i])}: make it a {int(task['targets'][i])}" for i in show],
                                **{row: [f"P = {p:.2f}" for p in r["log_p"][show].exp().tolist()] for row, r in (("base", before), ("fine-tuned", after))}},
@@ -44,9 +45,10 @@ def edit_demo(epochs:int=EDIT_DEMO_CONFIG["num_epochs"], # training epochs of 64
               device:str="auto",                         # "cpu", "cuda" or "auto" (CUDA when available)
               progress:bool=True,                        # show a tqdm bar over epochs
               threads:int|None=None,                     # torch's CPU threads (default: `demo_threads()`)
+              command:str="imageddpo demo --task edit",  # the command that runs this demo, as the hints of a refused output_dir name it
              ) -> dict:
     "Fine-tune the pocket edit model to follow edit instructions; write a before/after grid, a reward curve, the LoRA and metrics.json."
-    device = check_demo_args(epochs, device, output_dir, resume_from, overwrite_output_dir, threads, command="imageddpo demo --task edit")
+    device = check_demo_args(epochs, device, output_dir, resume_from, overwrite_output_dir, threads, command)
     with cpu_threads(threads or demo_threads()):
         return _run_edit_demo(epochs, Path(output_dir), resume_from, overwrite_output_dir, seed, device, progress)
 
