@@ -1,4 +1,4 @@
-"""`policy_for`: the policy class a model needs — SD 1.x, SDXL, SD3, FLUX.1 or FLUX.1 Kontext — read from the pipeline object or the checkpoint's `model_index.json`
+"""`policy_for`: the policy class a model needs — SD 1.x, SDXL, SD3, FLUX.1, FLUX.1 Kontext or Qwen-Image-Edit — read from the pipeline object or the checkpoint's `model_index.json`
 
 Docs: https://hectorastrom.github.io/imageddpo/families.html.md"""
 
@@ -15,7 +15,7 @@ from diffusers import DiffusionPipeline
 
 from .policy import POLICY_FAMILIES, I2IDDPOPolicy
 # The families: importing a family's module registers its policy class (`I2IDDPOPolicy.family`). One line per family.
-import imageddpo.pipeline, imageddpo.sdxl, imageddpo.sd3, imageddpo.flux, imageddpo.flux_kontext
+import imageddpo.pipeline, imageddpo.sdxl, imageddpo.sd3, imageddpo.flux, imageddpo.flux_kontext, imageddpo.qwen_image_edit
 
 # %% ../nbs/02e_families.ipynb #b3fbdee8
 FAMILIES = POLICY_FAMILIES  # family name -> policy class, filled by the family modules imported above

@@ -7,22 +7,29 @@ Docs: https://hectorastrom.github.io/imageddpo/pocket.html.md"""
 # %% auto #0
 __all__ = ['SD15_SCHEDULER_CONFIG', 'TINY_WORDS', 'SDXL_SCALING_FACTOR', 'TIME_EMBED_DIM', 'SD3_SHIFT_FACTOR',
            'SD3_SCALING_FACTOR', 'POCKET_SD3_TEXT_TOKENS', 'FLUX_SHIFT_FACTOR', 'FLUX_SCALING_FACTOR',
-           'sd15_ddim_scheduler', 'tiny_tokenizer', 'tiny_unet', 'tiny_vae', 'tiny_text_encoder', 'tiny_pipeline',
-           'ready', 'pocket_pipeline', 'tiny_sdxl_unet', 'tiny_sdxl_pipeline', 'tiny_sd3_transformer', 'tiny_sd3_vae',
-           'tiny_t5', 'tiny_sd3_pipeline', 'pocket_sd3_pipeline', 'tiny_flux_transformer', 'flux_scheduler',
-           'tiny_flux_pipeline', 'tiny_flux_kontext_pipeline']
+           'QWEN_SPECIAL_TOKENS', 'sd15_ddim_scheduler', 'tiny_tokenizer', 'tiny_unet', 'tiny_vae', 'tiny_text_encoder',
+           'tiny_pipeline', 'ready', 'pocket_pipeline', 'tiny_sdxl_unet', 'tiny_sdxl_pipeline', 'tiny_sd3_transformer',
+           'tiny_sd3_vae', 'tiny_t5', 'tiny_sd3_pipeline', 'pocket_sd3_pipeline', 'tiny_flux_transformer',
+           'flux_scheduler', 'tiny_flux_pipeline', 'tiny_flux_kontext_pipeline', 'qwen_edit_templates',
+           'tiny_qwen_tokenizer', 'tiny_qwen_vl', 'image_only_qwen_processor', 'qwen_image_scheduler',
+           'tiny_qwen_image_edit_pipeline']
 
 # %% ../nbs/00_pocket.ipynb #2a24d1a3
-import json, tempfile
+import json, re, tempfile
 from contextlib import contextmanager
+from unittest.mock import patch
 from pathlib import Path
 
 import torch
 from diffusers import (AutoencoderKL, DDIMScheduler, FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxPipeline, FluxTransformer2DModel,
                        SD3Transformer2DModel, StableDiffusion3Pipeline,
-                       StableDiffusionPipeline, StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline, UNet2DConditionModel)
-from tokenizers import Tokenizer, models, pre_tokenizers
+                       StableDiffusionPipeline, StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline, UNet2DConditionModel,
+                       AutoencoderKLQwenImage, QwenImageEditPipeline, QwenImageEditPlusPipeline, QwenImageTransformer2DModel)
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, T5Config, T5EncoderModel, T5TokenizerFast
+from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2Tokenizer, Qwen2VLProcessor
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+from transformers.processing_utils import ProcessorMixin
 from diffusers.utils import logging as diffusers_logging
 from transformers.utils import logging as transformers_logging
 
@@ -272,3 +279,64 @@ def tiny_flux_kontext_pipeline(seed:int=0, # seeds the random weights
     "A randomly initialised FLUX.1 Kontext-architecture pipeline (the tiny FLUX.1 [dev] in `FluxKontextPipeline`), with no download."
     return ready(FluxKontextPipeline(**{k: v for k, v in tiny_flux_pipeline(seed).components.items()
                                         if k not in ("image_encoder", "feature_extractor")}))
+
+# %% ../nbs/00_pocket.ipynb #62fe01bf
+QWEN_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+
+def qwen_edit_templates() -> tuple[str, str]:
+    "The chat templates Qwen-Image-Edit's pipelines (one reference; Plus, several) wrap an instruction in (read from diffusers)."
+    return tuple((cls(*[None] * 6).prompt_template_encode) for cls in (QwenImageEditPipeline, QwenImageEditPlusPipeline))
+
+def tiny_qwen_tokenizer(words=TINY_WORDS) -> Qwen2Tokenizer:
+    "A byte-level BPE `Qwen2Tokenizer` trained offline on Qwen-Image-Edit's chat template and `words` (plus Qwen's special tokens)."
+    shell = Qwen2Tokenizer()  # Qwen's pre-tokenizer and normalizer, an empty vocabulary
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer, backend.normalizer = shell.backend_tokenizer.pre_tokenizer, shell.backend_tokenizer.normalizer
+    text = " ".join([*words, "make", "it", "turn", "into"])
+    corpus = [*(part for template in qwen_edit_templates() for part in re.split(r"<\|[a-z_]+\|>", template)),
+              "Picture 1: ", text, text.capitalize(), " " + text]
+    backend.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=10_000, show_progress=False, special_tokens=list(QWEN_SPECIAL_TOKENS),
+                                                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    bpe = json.loads(backend.to_str())["model"]
+    tokenizer = Qwen2Tokenizer(vocab=bpe["vocab"], merges=[tuple(m) for m in bpe["merges"]])
+    tokenizer.add_special_tokens({"additional_special_tokens": list(QWEN_SPECIAL_TOKENS[1:])})
+    return tokenizer
+
+def tiny_qwen_vl(tokenizer:Qwen2Tokenizer, hidden_size:int=32) -> Qwen2_5_VLForConditionalGeneration:
+    "A Qwen2.5-VL-shaped vision-language model (2 text layers, a 2-block vision tower, M-RoPE) of width `hidden_size`."
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
+    text = dict(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=2,
+                num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=8192,
+                rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 2, 4]},
+                bos_token_id=None, eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=hidden_size, window_size=56,
+                  fullatt_block_indexes=[1])
+    return Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(
+        text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"]))
+
+def image_only_qwen_processor(image_processor, tokenizer) -> Qwen2VLProcessor:
+    "A `Qwen2VLProcessor` with no video processor (transformers 5 asks for one, which needs torchvision; an edit pipeline never passes video)."
+    check = ProcessorMixin.check_argument_for_proper_class
+    def no_video(self, name, argument): return None if name == "video_processor" and argument is None else check(self, name, argument)
+    with patch.object(ProcessorMixin, "check_argument_for_proper_class", no_video):
+        return Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=None)
+
+def qwen_image_scheduler() -> FlowMatchEulerDiscreteScheduler:
+    "Qwen-Image's flow-matching scheduler: shifted by the image size (exponential), stretched to a terminal sigma of 0.02."
+    return FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9, base_image_seq_len=256,
+                                           max_image_seq_len=8192, shift_terminal=0.02, time_shift_type="exponential")
+
+def tiny_qwen_image_edit_pipeline(seed:int=0, # seeds the random weights
+                                 ) -> QwenImageEditPipeline:
+    "A randomly initialised Qwen-Image-Edit-architecture pipeline (3-D VAE, MMDiT, Qwen2.5-VL), built from config with no download."
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        tokenizer = tiny_qwen_tokenizer()
+        processor = image_only_qwen_processor(Qwen2VLImageProcessorPil(min_pixels=28 * 28, max_pixels=16 * 28 * 28), tokenizer)
+        vae = AutoencoderKLQwenImage(base_dim=8, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1, temperal_downsample=[False, True, True])
+        transformer = QwenImageTransformer2DModel(patch_size=2, in_channels=64, out_channels=16, num_layers=2, attention_head_dim=16,
+                                                  num_attention_heads=2, joint_attention_dim=32, axes_dims_rope=(4, 6, 6))
+        pipe = QwenImageEditPipeline(scheduler=qwen_image_scheduler(), vae=vae, text_encoder=tiny_qwen_vl(tokenizer), tokenizer=tokenizer,
+                                     processor=processor, transformer=transformer)
+    return ready(pipe)

@@ -273,12 +273,21 @@ class I2IDDPOPolicy:
     def condition_on_images(self, cond:Conditioning, images:torch.Tensor) -> Conditioning:
         "`cond` with what the denoiser sees of the input `images` themselves (an edit model's reference); by default nothing."
         return cond
+    def encode_conditioning(self, prompts:list[str], images:torch.Tensor, guidance_scale:float, negative_prompt:str|None=None,
+                            guidance_rescale:float=0.0, image_size:tuple[int, int]|None=None) -> Conditioning:
+        "A rollout's whole conditioning: the prompts' (`encode_prompts`), then the input `images`' (`condition_on_images`); a family whose text encoder reads the images too replaces it."
+        cond = self.encode_prompts(prompts, guidance_scale, negative_prompt, guidance_rescale, image_size=image_size)
+        return self.condition_on_images(cond, images)
     def denoiser_inputs(self, cond:Conditioning) -> dict:
         "The denoiser's conditioning keywords for `cond` (pairs under guidance, `Conditioning.pair`)."
         raise NotImplementedError(f"{type(self).__name__} must define denoiser_inputs")
     def denoiser_output(self, denoiser:torch.nn.Module, latents:torch.Tensor, t:torch.Tensor, cond:Conditioning) -> torch.Tensor:
         "One call of `denoiser` on `latents` at timesteps `t` (both halves under guidance), in the latents' layout."
         return denoiser(latents, timestep=t, **self.denoiser_inputs(cond), return_dict=False)[0]
+    def combine_guidance(self, uncond:torch.Tensor, text:torch.Tensor, cond:Conditioning) -> torch.Tensor:
+        "The guided prediction from the unconditional and conditional ones: classifier-free guidance, rescaled if asked (diffusers' `rescale_noise_cfg`)."
+        noise_pred = uncond + cond.guidance_scale * (text - uncond)
+        return rescale_noise_cfg(noise_pred, text, cond.guidance_rescale) if cond.guidance_rescale > 0 else noise_pred
 
 # %% ../nbs/01c_policy.ipynb #6021a5ca
 def _place_module(module:torch.nn.Module, device, dtype:torch.dtype):
@@ -309,8 +318,7 @@ def predict_noise(self:I2IDDPOPolicy,
     t = timesteps.expand(latents.shape[0]) if timesteps.ndim == 0 else timesteps  # one per row, as diffusers passes them
     if not cond.guided: return self.denoiser_output(denoiser, latents, t, cond)
     uncond, text = self.denoiser_output(denoiser, torch.cat([latents] * 2), t.repeat(2), cond).chunk(2)
-    noise_pred = uncond + cond.guidance_scale * (text - uncond)
-    return rescale_noise_cfg(noise_pred, text, cond.guidance_rescale) if cond.guidance_rescale > 0 else noise_pred
+    return self.combine_guidance(uncond, text, cond)
 
 # %% ../nbs/01c_policy.ipynb #2c271de9
 @patch
@@ -460,8 +468,7 @@ def rollout(self:I2IDDPOPolicy,
     device = self.device
     timesteps = timesteps.to(device)
     # 2. encode the prompts (and, for an edit model, the input images it is conditioned on)
-    cond = self.encode_prompts(prompts, guidance_scale, negative_prompt, guidance_rescale, image_size=tuple(images.shape[-2:]))
-    cond = self.condition_on_images(cond, inputs)
+    cond = self.encode_conditioning(prompts, inputs, guidance_scale, negative_prompt, guidance_rescale, image_size=tuple(images.shape[-2:]))
     # 3. encode the images and noise them to the first executed timestep
     if start_latents is None: latents = self._prepare_latents(images, timesteps[:1], generator, num_inference_steps)
     else: latents = _checked_start_latents(self, start_latents, images).to(device, self.dtype)

@@ -178,7 +178,8 @@ def folder_prompt_function(source, prompt:str=""):
     return prompt_function
 
 # %% ../nbs/06b_run_config.ipynb #2a6c774e
-BUILTIN_MODELS = ("pocket", "pocket-edit", "tiny", "tiny-sdxl", "tiny-sd3", "tiny-flux", "tiny-flux-kontext")  # no download (chapters 00, 00d, 02b, 02d, 02f, 02g)
+BUILTIN_MODELS = ("pocket", "pocket-edit", "tiny", "tiny-sdxl", "tiny-sd3", "tiny-flux", "tiny-flux-kontext",
+                  "tiny-qwen-image-edit")  # no download (chapters 00, 00d, 02b, 02d, 02f, 02g, 02h)
 
 @dataclasses.dataclass
 class RunSpec:
@@ -238,18 +239,20 @@ def read_run_config(source, # a YAML path, or the already-parsed dict
 def _builtin_pipeline(model:str, seed:int):
     "The diffusers pipeline a built-in model name stands for."
     from imageddpo.pocket import pocket_pipeline, tiny_pipeline
-    from imageddpo.pocket import tiny_flux_kontext_pipeline, tiny_flux_pipeline, tiny_sd3_pipeline, tiny_sdxl_pipeline
+    from imageddpo.pocket import tiny_flux_kontext_pipeline, tiny_flux_pipeline, tiny_qwen_image_edit_pipeline, tiny_sd3_pipeline, tiny_sdxl_pipeline
     from imageddpo.pocket_edit import pocket_edit_pipeline
     return {"pocket": pocket_pipeline, "pocket-edit": pocket_edit_pipeline, "tiny": lambda: tiny_pipeline(seed),
             "tiny-sdxl": lambda: tiny_sdxl_pipeline(seed),
             "tiny-sd3": lambda: tiny_sd3_pipeline(seed), "tiny-flux": lambda: tiny_flux_pipeline(seed),
-            "tiny-flux-kontext": lambda: tiny_flux_kontext_pipeline(seed)}[model]()
+            "tiny-flux-kontext": lambda: tiny_flux_kontext_pipeline(seed),
+            "tiny-qwen-image-edit": lambda: tiny_qwen_image_edit_pipeline(seed)}[model]()
 
 _BUILTIN_POLICY_KWARGS = {"tiny-flux-kontext": dict(auto_resize=False),  # the tiny models edit at their inputs' size
+                          "tiny-qwen-image-edit": dict(reference_area=None),
                           "pocket-edit": dict(auto_resize=False, max_sequence_length=8)}  # (chapter 00d's POCKET_EDIT_TEXT_TOKENS)
 
 def load_policy(model:str, revision:str, config:ImageDDPOConfig) -> I2IDDPOPolicy:
-    "The policy a run names, of the model's family (SD 1.x, SDXL, SD3, FLUX.1 or Kontext, from its model_index.json), with the config's LoRA settings."
+    "The policy a run names, of the model's family (SD 1.x, SDXL, SD3, FLUX.1, Kontext or Qwen-Image-Edit, from its model_index.json), with the config's LoRA settings."
     lora = policy_kwargs(config)
     if model in BUILTIN_MODELS: return policy_for(_builtin_pipeline(model, config.seed), **lora, **_BUILTIN_POLICY_KWARGS.get(model, {}))
     try: return policy_for(model, pretrained_model_revision=revision, **lora)

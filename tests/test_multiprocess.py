@@ -137,7 +137,7 @@ def test_sigterm_to_one_process_stops_every_process_after_the_same_epoch(tmp_pat
 # single-process grid of every objective on every family is tests/test_families.py's.
 @pytest.mark.parametrize("objective,group,eta,model", [("nft", 2, 0.0, "pocket"), ("awm", 2, 1.0, "pocket"), ("ppo", 2, 1.0, "pocket"),
                                                      ("ppo", 2, 1.0, "tiny-sdxl"), ("nft", 2, 0.0, "tiny-sd3"), ("awm", 2, 1.0, "tiny-flux"),
-                                                     ("ppo", 2, 0.7, "tiny-flux-kontext")])
+                                                     ("ppo", 2, 0.7, "tiny-flux-kontext"), ("ppo", 2, 0.7, "tiny-qwen-image-edit")])
 def test_every_objective_with_groups_agrees_across_processes_and_resumes_exactly(tmp_path, objective, group, eta, model):
     "Groups of 2 sharing their start (eta > 0) with uniform groups skipped: each rank rolls out whole groups of its own inputs."
     env = {"OBJECTIVE": objective, "GROUP": str(group), "ETA": str(eta), "MODEL": model}

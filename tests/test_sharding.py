@@ -1,4 +1,4 @@
-"""FSDP2 on two CPU processes (gloo): the tiny SD3 and the tiny FLUX trained sharded matches the same run under DDP, agrees across ranks,
+"""FSDP2 on two CPU processes (gloo): the tiny SD3, FLUX and Qwen-Image-Edit trained sharded matches the same run under DDP, agrees across ranks,
 resumes bit-exactly, exports loadable weights; FSDP1 is refused. See tests/scripts/sharded_run.py for how the test enters
 accelerate's FSDP on a CPU; chapter 05ab for the helpers."""
 import json, os, shutil, subprocess, sys
@@ -24,7 +24,8 @@ def worst_difference(a:dict, b:dict) -> float:
     return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
 
 @pytest.mark.parametrize("objective,lora,mixed,model", [("ppo", "1", "no", "tiny-sd3"), ("nft", "0", "no", "tiny-sd3"),
-                                                      ("ppo", "1", "bf16", "tiny-sd3"), ("awm", "0", "no", "tiny-flux")])
+                                                      ("ppo", "1", "bf16", "tiny-sd3"), ("awm", "0", "no", "tiny-flux"),
+                                                      ("nft", "0", "no", "tiny-qwen-image-edit")])
 def test_fsdp2_matches_ddp_and_resumes_exactly(tmp_path, objective, lora, mixed, model):
     """PPO with LoRA (KL to the adapters switched off) and NFT with full fine-tuning (KL to a frozen copy), 2 epochs of groups with uniform groups skipped.
     FSDP2 reduce-scatters where DDP all-reduces; on two CPU processes in float32 the results are bit-identical (measured
@@ -48,8 +49,8 @@ def test_fsdp2_matches_ddp_and_resumes_exactly(tmp_path, objective, lora, mixed,
     if lora == "1":  # diffusers' SD3 LoRA file: the trained weights, whole
         assert len(load_file(str(exported/"pytorch_lora_weights.safetensors"))) == len(fsdp_weights)
     else:  # the whole pipeline: its transformer is the trained one
-        from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
-        transformer_class = FluxTransformer2DModel if model == "tiny-flux" else SD3Transformer2DModel
+        from diffusers import FluxTransformer2DModel, QwenImageTransformer2DModel, SD3Transformer2DModel
+        transformer_class = {"tiny-flux": FluxTransformer2DModel, "tiny-qwen-image-edit": QwenImageTransformer2DModel}.get(model, SD3Transformer2DModel)
         loaded = transformer_class.from_pretrained(exported/"transformer").state_dict()
         assert worst_difference({k: loaded[k] for k in fsdp_weights}, fsdp_weights) == 0
     shutil.rmtree(tmp_path/"fsdp"/"checkpoints"/"checkpoint-2"); shutil.rmtree(exported)

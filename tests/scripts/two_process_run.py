@@ -2,7 +2,7 @@
 
 With KILL_AT=sampling|ppo|checkpoint in the environment, rank 1 kills itself (SIGKILL) in that phase of the second
 epoch, after writing the time to REPORT.killed; with STALL_AT=reward its reward hangs there instead (PROCESS_TIMEOUT
-sets process_timeout_s). MODEL=tiny-sdxl, tiny-sd3, tiny-flux or tiny-flux-kontext trains that tiny model instead of the pocket model (with guidance 3).
+sets process_timeout_s). MODEL=tiny-sdxl, tiny-sd3, tiny-flux, tiny-flux-kontext or tiny-qwen-image-edit trains that tiny model instead of the pocket model (with guidance 3).
 EPOCHS and SAVE_FREQ set num_epochs and save_freq; OBJECTIVE, GROUP (sample_group_size, with group_skip_uniform and,
 unless GROUP_SAME_NOISE=0, group_same_noise) and ETA choose what trains; each rank writes its pid to REPORT.pid.RANK
 and, when a signal stops it, what it stopped after to REPORT.stopped.RANK."""
@@ -11,7 +11,7 @@ import json, os, signal, sys, time
 import torch
 
 from imageddpo import (I2IDDPOStableDiffusionPipeline, ImageDDPOConfig, ImageDDPOTrainer, pocket_pipeline, policy_for,
-                       tiny_flux_kontext_pipeline, tiny_flux_pipeline, tiny_sd3_pipeline, tiny_sdxl_pipeline)
+                       tiny_flux_kontext_pipeline, tiny_flux_pipeline, tiny_qwen_image_edit_pipeline, tiny_sd3_pipeline, tiny_sdxl_pipeline)
 from imageddpo.digits import digits_dataset
 from imageddpo.faults import TrainingStopped
 
@@ -25,8 +25,9 @@ def prompt_function():  # draws from the global RNG: seeded per process, restore
 
 GROUP = int(os.environ.get("GROUP", 1))
 TINY = {"tiny-sdxl": tiny_sdxl_pipeline, "tiny-sd3": tiny_sd3_pipeline, "tiny-flux": tiny_flux_pipeline,
-        "tiny-flux-kontext": tiny_flux_kontext_pipeline}.get(os.environ.get("MODEL"))
-TINY_KWARGS = {"tiny-flux-kontext": dict(auto_resize=False)}.get(os.environ.get("MODEL"), {})  # edits at the inputs' size
+        "tiny-flux-kontext": tiny_flux_kontext_pipeline, "tiny-qwen-image-edit": tiny_qwen_image_edit_pipeline}.get(os.environ.get("MODEL"))
+TINY_KWARGS = {"tiny-flux-kontext": dict(auto_resize=False),  # the edit models at the inputs' size
+               "tiny-qwen-image-edit": dict(reference_area=None)}.get(os.environ.get("MODEL"), {})
 config = ImageDDPOConfig(mixed_precision="no", sample_num_steps=10, noise_strength=0.5, sample_guidance_scale=3.0 if TINY else 1.0,
                          sample_batch_size=4, sample_num_batches_per_epoch=1, train_batch_size=2,
                          num_epochs=int(os.environ.get("EPOCHS", 2)), save_freq=int(os.environ.get("SAVE_FREQ", 1)),
