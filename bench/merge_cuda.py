@@ -2,8 +2,8 @@
 
     python bench/merge_cuda.py OUT_DIR [--out bench/results/cuda.json]
 
-OUT_DIR's run_all.json (sections 1-3 and 7 on CUDA) is the base; sd15.json, sdxl.json, sd3.json, flux.json and flux_kontext.json
-become its "sd15", "sdxl", "sd3", "flux" and "flux_kontext" sections (a partial sdxl.json, cut short by the time limit, keeps its rows and says so); the goals are recomputed.
+OUT_DIR's run_all.json (sections 1-3 and 7 on CUDA) is the base; sd15.json, sdxl.json, sd3.json, flux.json, flux_kontext.json and qwen_image_edit.json
+become its "sd15", "sdxl", "sd3", "flux", "flux_kontext" and "qwen_image_edit" sections (a partial sdxl.json, cut short by the time limit, keeps its rows and says so); the goals are recomputed.
 """
 import argparse, json
 from pathlib import Path
@@ -17,7 +17,7 @@ def merge(out_dir:Path) -> dict:
     read = lambda name: json.loads((out_dir / name).read_text()) if (out_dir / name).is_file() else None
     result = read("run_all.json")
     if result is None: raise SystemExit(f"{out_dir}/run_all.json is missing: the CUDA sections did not finish")
-    for key in ("sd15", "sdxl", "sd3", "flux", "flux_kontext"):
+    for key in ("sd15", "sdxl", "sd3", "flux", "flux_kontext", "qwen_image_edit"):
         section = read(f"{key}.json")
         if section is not None: result[key] = {k: v for k, v in section.items() if k != "machine"}
     result["goals"] = goals(result)

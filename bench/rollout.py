@@ -9,7 +9,7 @@ machine noise hits both alike; we report medians and their ratio. Usage:
 import argparse, json, statistics
 
 import torch
-from diffusers import (FluxImg2ImgPipeline, FluxKontextPipeline, StableDiffusion3Img2ImgPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, StableDiffusionXLImg2ImgPipeline,
+from diffusers import (FluxImg2ImgPipeline, FluxKontextPipeline, QwenImageEditPipeline, StableDiffusion3Img2ImgPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, StableDiffusionXLImg2ImgPipeline,
                        UNet2DConditionModel, AutoencoderKL)
 
 from imageddpo.families import model_family, policy_for
@@ -34,8 +34,9 @@ def mid_pipeline() -> StableDiffusionPipeline:
 MODELS = {"pocket": (pocket_pipeline, 32), "tiny": (tiny_pipeline, 64), "mid": (mid_pipeline, 128),
           "tiny-sdxl": (tiny_sdxl_pipeline, 64), "tiny-sd3": (tiny_sd3_pipeline, 64), "tiny-flux": (tiny_flux_pipeline, 64)}
 IMG2IMG = {"sd": StableDiffusionImg2ImgPipeline, "sdxl": StableDiffusionXLImg2ImgPipeline,  # family -> diffusers' reference
-           "sd3": StableDiffusion3Img2ImgPipeline, "flux": FluxImg2ImgPipeline, "flux-kontext": FluxKontextPipeline}
-EDIT_MODELS = ("flux-kontext",)  # their pipelines take no strength: the image is the reference, the edit starts from noise (strength 1)
+           "sd3": StableDiffusion3Img2ImgPipeline, "flux": FluxImg2ImgPipeline, "flux-kontext": FluxKontextPipeline,
+           "qwen-image-edit": QwenImageEditPipeline}
+EDIT_MODELS = ("flux-kontext", "qwen-image-edit")  # their pipelines take no strength: the image is the reference, the edit starts from noise (strength 1)
 
 @torch.no_grad()
 def bench(model:str, device:str, repeats:int, batch:int=4, steps:int=10, strengths=(0.2, 0.6, 1.0), guidances=(1.0, 7.5),
@@ -50,7 +51,7 @@ def bench(model:str, device:str, repeats:int, batch:int=4, steps:int=10, strengt
     # but the noise draws), and resizes to its sample size unless given the size
     flow, edit = family in ("sd3", "flux", *EDIT_MODELS), family in EDIT_MODELS
     ours_kw, theirs_kw = (dict(eta=0.0), dict(height=size, width=size)) if flow else (dict(eta=1.0), dict(eta=1.0))
-    if edit: theirs_kw.update(max_area=size * size, _auto_resize=policy.auto_resize)
+    if family == "flux-kontext": theirs_kw.update(max_area=size * size, _auto_resize=policy.auto_resize)
     reference.set_progress_bar_config(disable=True)
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     prompts = ["a handwritten digit 3"] * batch
@@ -60,8 +61,11 @@ def bench(model:str, device:str, repeats:int, batch:int=4, steps:int=10, strengt
             kw = dict(num_inference_steps=steps, guidance_scale=guidance)
             ours = lambda: policy.rollout(images, prompts, noise_strength=strength, generator=torch.Generator(device).manual_seed(0),
                                           **kw, **ours_kw)
-            theirs = lambda: reference(prompt=prompts, image=images, **({} if edit else dict(strength=strength)), output_type="pt",
-                                       generator=torch.Generator(device).manual_seed(0), **kw, **theirs_kw)
+            theirs_call = {**kw, **theirs_kw, "image": images, **({} if edit else dict(strength=strength))}
+            if family == "qwen-image-edit":  # PIL references (it reads their size), and its guidance is true CFG with a negative prompt
+                theirs_call.update(image=policy.reference_images(images), true_cfg_scale=guidance, guidance_scale=None,
+                                   negative_prompt=[" "] * batch if guidance > 1 else None)
+            theirs = lambda: reference(prompt=prompts, output_type="pt", generator=torch.Generator(device).manual_seed(0), **theirs_call)
             ours(); theirs()  # warm-up
             t_ours, t_theirs = [], []
             for _ in range(repeats):

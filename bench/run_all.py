@@ -117,7 +117,8 @@ def table(result:dict) -> str:
                 f"{r['ppo_speedup']:5.2f}x {r['ours_peak_rss_mb']:7.0f} {r['seed_peak_rss_mb']:8.0f}" + batched)
     else: add(f"\n4. vs imageddpo 0.1.2: not run ({result.get('original_skipped', 'skipped')})")
     for key, title in (("sd15", "6. SD 1.5 shapes"), ("sdxl", "6b. SDXL shapes"), ("sd3", "6c. SD3.5-medium shapes"),
-                       ("flux", "6d. FLUX.1 [dev] shapes"), ("flux_kontext", "6e. FLUX.1 Kontext [dev] shapes")):
+                       ("flux", "6d. FLUX.1 [dev] shapes"), ("flux_kontext", "6e. FLUX.1 Kontext [dev] shapes"),
+                       ("qwen_image_edit", "6f. Qwen-Image-Edit shapes")):
         if key in result: _shapes_section(add, title, result[key])
         elif key == "sd15": add(f"\n{title}: not run (" + ("--skip-sd15" if result["machine"]["gpu"] else "no CUDA device") + ")")
     if "micro" in result:

@@ -37,7 +37,7 @@ def test_smoke_run_writes_its_table_as_json(tmp_path):
     assert run_all.table(result) in done.stdout
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["sd15", "sdxl", "sd3", "flux", "flux_kontext"])
+@pytest.mark.parametrize("script", ["sd15", "sdxl", "sd3", "flux", "flux_kontext", "qwen_image_edit"])
 def test_shapes_section_runs_on_a_narrow_copy(tmp_path, script):
     "bench/<script>.py's code path (the real model's layout at 64 px, narrowed) on the CPU; the real figures need CUDA."
     out = tmp_path / f"{script}.json"
@@ -46,6 +46,6 @@ def test_shapes_section_runs_on_a_narrow_copy(tmp_path, script):
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     assert [r["config"] for r in result["rows"]] == ["LoRA fp32", "full fp32 grad-ckpt"]
-    strengths = 1 if script == "flux_kontext" else 2  # an edit model's rollout starts from noise only; the others' at 0.4 and 0.8
+    strengths = 1 if script in ("flux_kontext", "qwen_image_edit") else 2  # an edit model's rollout starts from noise only; the others' at 0.4 and 0.8
     assert all(r["training_samples_per_s"] > 0 for r in result["rows"]) and len(result["rollout"]) == strengths
     assert all(r["ratio"] > 0 for r in result["rollout"])

@@ -47,11 +47,14 @@ def test_task_and_reward_fit_together(policy):
     rewards, info = compute_rewards(reward, out.images, list(prompts), list(metadata), out.input_images)
     assert rewards.shape == (4,) and torch.isfinite(rewards).all() and 0 <= info["accuracy"] <= 1
 
-def test_the_pocket_edit_model_trains_from_a_run_file(tmp_path):
-    """`model: pocket-edit` with the `pocket_edit` reward: each image's `target` from metadata.jsonl fills the instruction
-    and the reward; one epoch from pure noise; the LoRA loads into diffusers' FluxKontextPipeline."""
+@pytest.mark.parametrize("model", ["pocket-edit", "tiny-qwen-image-edit"])
+def test_the_edit_task_trains_from_a_run_file(tmp_path, model):
+    """`model: pocket-edit` (or Qwen-Image-Edit's tiny twin) with the `pocket_edit` reward: each image's `target` from
+    metadata.jsonl fills the instruction and the reward; one epoch from pure noise; the LoRA loads into the model's diffusers pipeline."""
     import json, PIL.Image
     from imageddpo.flux_kontext import I2IDDPOFluxKontextPipeline
+    from imageddpo.qwen_image_edit import I2IDDPOQwenImageEditPipeline
+    from imageddpo.pocket import tiny_qwen_image_edit_pipeline
     from imageddpo.pocket_edit import pocket_edit_pipeline
     from imageddpo.run_config import trainer_from_run_config
     images, labels = digits_dataset("heldout")
@@ -61,13 +64,14 @@ def test_the_pocket_edit_model_trains_from_a_run_file(tmp_path):
         PIL.Image.fromarray((images[i].permute(1, 2, 0) * 255).byte().numpy()).save(tmp_path / "refs" / f"{i}.png")
         rows.append(json.dumps({"file_name": f"{i}.png", "target": (int(labels[i]) + 1) % 10}))
     (tmp_path / "refs" / "metadata.jsonl").write_text("\n".join(rows) + "\n")
-    spec = dict(model="pocket-edit", images=str(tmp_path / "refs"), image_size=32, prompt="make it a {target}", reward="pocket_edit",
+    spec = dict(model=model, images=str(tmp_path / "refs"), image_size=32, prompt="make it a {target}", reward="pocket_edit",
                 reward_kwargs=dict(keep=0.5, keep_ink=2.0),
                 config=dict(mixed_precision="no", sample_num_steps=4, noise_strength=1.0, sample_eta=0.7, sample_batch_size=4,
                             sample_num_batches_per_epoch=1, train_batch_size=2, num_epochs=1, output_dir=str(tmp_path / "run")))
     from imageddpo.pocket_edit import pocket_edit_reward
     trainer = trainer_from_run_config(spec)
-    assert isinstance(trainer.sd_pipeline, I2IDDPOFluxKontextPipeline) and trainer.sd_pipeline.max_sequence_length == 8
+    if model == "pocket-edit": assert isinstance(trainer.sd_pipeline, I2IDDPOFluxKontextPipeline) and trainer.sd_pipeline.max_sequence_length == 8
+    else: assert isinstance(trainer.sd_pipeline, I2IDDPOQwenImageEditPipeline) and trainer.sd_pipeline.reference_area is None
     seen = []
     class Record:
         def on_train_begin(self, t): pass
@@ -81,4 +85,4 @@ def test_the_pocket_edit_model_trains_from_a_run_file(tmp_path):
     again, _ = compute_rewards(pocket_edit_reward(0.5, keep_ink=2.0), result.samples.images, result.samples.prompts, result.metadata,
                                result.samples.input_images)
     assert torch.allclose(again, result.rewards.cpu(), atol=1e-5), "the reward read each sample's target and its input"
-    pocket_edit_pipeline().load_lora_weights(tmp_path / "final")
+    (pocket_edit_pipeline if model == "pocket-edit" else tiny_qwen_image_edit_pipeline)().load_lora_weights(tmp_path / "final")

@@ -11,6 +11,9 @@
 #      is reported as not fitting one card); rollout vs diffusers' FLUX img2img; rewritten after every configuration;
 #   6. bench/flux_kontext.py: FLUX.1 Kontext [dev] shapes (the reference's tokens double the sequence) at 1024 px from pure
 #      noise, LoRA bf16 PPO and NFT with and without gradient checkpointing; rollout vs diffusers' FluxKontextPipeline;
+#   6b. bench/qwen_image_edit.py: Qwen-Image-Edit shapes (20B MMDiT, Qwen2.5-VL-7B reading the reference) at 1024 px from pure
+#      noise, LoRA bf16 PPO and NFT with gradient checkpointing, full fine-tuning (expected not to fit one card); rollout vs
+#      diffusers' QwenImageEditPipeline;
 #   7. bench/run_all.py's CUDA sections (rollout vs img2img, epoch vs floor, scaling, micro) without the
 #      0.1.2 comparison (it needs a package index) and without SD 1.5 (step 2).
 # Each step gets its own time limit out of BUDGET seconds, so one slow step cannot take the others' results with it.
@@ -49,7 +52,10 @@ echo "== 5. FLUX.1 [dev] shapes ($(left) s left)"
 timeout $(( ($(left) - 120) / 2 )) python3 bench/flux.py --out "$out/flux.json" 2>&1 | tee "$out/flux.log"
 
 echo "== 6. FLUX.1 Kontext [dev] shapes ($(left) s left)"
-timeout $(( $(left) - 120 )) python3 bench/flux_kontext.py --out "$out/flux_kontext.json" 2>&1 | tee "$out/flux_kontext.log"
+timeout $(( ($(left) - 120) / 2 )) python3 bench/flux_kontext.py --out "$out/flux_kontext.json" 2>&1 | tee "$out/flux_kontext.log"
+
+echo "== 6b. Qwen-Image-Edit shapes ($(left) s left)"
+timeout $(( $(left) - 120 )) python3 bench/qwen_image_edit.py --out "$out/qwen_image_edit.json" 2>&1 | tee "$out/qwen_image_edit.log"
 
 echo "== 7. run_all CUDA sections ($(left) s left)"
 timeout $(( $(left) - 10 )) python3 bench/run_all.py --skip-original --skip-sd15 --out "$out/run_all.json" 2>&1 \
