@@ -8,7 +8,7 @@ import importlib, logging, typing
 # Where each public name lives. `import imageddpo` loads none of them -- no torch, no diffusers -- until one is
 # first used (PEP 562), so the `imageddpo` command answers `--help` and argument errors at once (chapter 07).
 _PUBLIC = {"pocket": ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", "tiny_sd3_pipeline", "pocket_sd3_pipeline", "tiny_flux_pipeline",
-                      "tiny_flux_kontext_pipeline", "tiny_qwen_image_edit_pipeline"],
+                      "tiny_flux_kontext_pipeline", "tiny_qwen_image_edit_pipeline", "tiny_qwen_image_edit_plus_pipeline"],
            "digits": ["corrupt", "pocket_classifier", "pocket_prompt_function", "pocket_reward"],
            "scheduler": ["DDPOStepOutput", "ddim_step_with_logprob"],
            "policy": ["I2IDDPOPolicy", "RolloutOutput"],
@@ -17,7 +17,7 @@ _PUBLIC = {"pocket": ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", 
            "sd3": ["I2IDDPOStableDiffusion3Pipeline"],
            "flux": ["I2IDDPOFluxPipeline"],
            "flux_kontext": ["I2IDDPOFluxKontextPipeline"],
-           "qwen_image_edit": ["I2IDDPOQwenImageEditPipeline"],
+           "qwen_image_edit": ["I2IDDPOQwenImageEditPipeline", "I2IDDPOQwenImageEditPlusPipeline"],
            "pocket_edit": ["pocket_edit_pipeline", "pocket_edit_policy", "pocket_edit_reward", "pocket_edit_prompt_function"],
            "flow_scheduler": ["flow_sde_step_with_logprob"],
            "families": ["policy_for"],
@@ -42,7 +42,7 @@ class _TorchvisionFallbackNotice(logging.Filter):
 logging.getLogger("transformers.utils.import_utils").addFilter(_TorchvisionFallbackNotice())
 
 if typing.TYPE_CHECKING:  # what editors and type checkers see
-    from imageddpo.pocket import pocket_pipeline, tiny_pipeline, tiny_sdxl_pipeline, tiny_sd3_pipeline, pocket_sd3_pipeline, tiny_flux_pipeline, tiny_flux_kontext_pipeline, tiny_qwen_image_edit_pipeline
+    from imageddpo.pocket import pocket_pipeline, tiny_pipeline, tiny_sdxl_pipeline, tiny_sd3_pipeline, pocket_sd3_pipeline, tiny_flux_pipeline, tiny_flux_kontext_pipeline, tiny_qwen_image_edit_pipeline, tiny_qwen_image_edit_plus_pipeline
     from imageddpo.digits import corrupt, pocket_classifier, pocket_prompt_function, pocket_reward
     from imageddpo.scheduler import DDPOStepOutput, ddim_step_with_logprob
     from imageddpo.policy import I2IDDPOPolicy, RolloutOutput
@@ -51,7 +51,7 @@ if typing.TYPE_CHECKING:  # what editors and type checkers see
     from imageddpo.sd3 import I2IDDPOStableDiffusion3Pipeline
     from imageddpo.flux import I2IDDPOFluxPipeline
     from imageddpo.flux_kontext import I2IDDPOFluxKontextPipeline
-    from imageddpo.qwen_image_edit import I2IDDPOQwenImageEditPipeline
+    from imageddpo.qwen_image_edit import I2IDDPOQwenImageEditPipeline, I2IDDPOQwenImageEditPlusPipeline
     from imageddpo.pocket_edit import pocket_edit_pipeline, pocket_edit_policy, pocket_edit_reward, pocket_edit_prompt_function
     from imageddpo.flow_scheduler import flow_sde_step_with_logprob
     from imageddpo.families import policy_for
@@ -60,10 +60,10 @@ if typing.TYPE_CHECKING:  # what editors and type checkers see
     from imageddpo.trainer import EpochResult, ImageDDPOTrainer, TrainerCallback
     from imageddpo.dashboard import TrainingDashboard
 
-_all_ = ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", "tiny_sd3_pipeline", "pocket_sd3_pipeline", "tiny_flux_pipeline", "tiny_flux_kontext_pipeline", "tiny_qwen_image_edit_pipeline", "corrupt",
+_all_ = ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", "tiny_sd3_pipeline", "pocket_sd3_pipeline", "tiny_flux_pipeline", "tiny_flux_kontext_pipeline", "tiny_qwen_image_edit_pipeline", "tiny_qwen_image_edit_plus_pipeline", "corrupt",
          "pocket_classifier", "pocket_prompt_function", "pocket_reward", "DDPOStepOutput", "ddim_step_with_logprob", "I2IDDPOPolicy",
          "RolloutOutput", "I2IDDPOStableDiffusionPipeline", "I2IDDPOStableDiffusionXLPipeline", "I2IDDPOStableDiffusion3Pipeline",
-         "I2IDDPOFluxPipeline", "I2IDDPOFluxKontextPipeline", "I2IDDPOQwenImageEditPipeline", "pocket_edit_pipeline", "pocket_edit_policy",
+         "I2IDDPOFluxPipeline", "I2IDDPOFluxKontextPipeline", "I2IDDPOQwenImageEditPipeline", "I2IDDPOQwenImageEditPlusPipeline", "pocket_edit_pipeline", "pocket_edit_policy",
          "pocket_edit_reward", "pocket_edit_prompt_function", "flow_sde_step_with_logprob", "policy_for", "classifier_confidence",
          "fidelity_reward", "jpeg_compressibility", "jpeg_incompressibility", "weighted_sum", "ImageDDPOConfig", "EpochResult",
          "ImageDDPOTrainer", "TrainerCallback", "TrainingDashboard"]  # nbdev writes `__all__` from this literal list
@@ -73,11 +73,12 @@ _all_ = ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", "tiny_sd3_pip
 
 # %% auto #0
 __all__ = ['pocket_pipeline', 'tiny_pipeline', 'tiny_sdxl_pipeline', 'tiny_sd3_pipeline', 'pocket_sd3_pipeline',
-           'tiny_flux_pipeline', 'tiny_flux_kontext_pipeline', 'tiny_qwen_image_edit_pipeline', 'corrupt',
-           'pocket_classifier', 'pocket_prompt_function', 'pocket_reward', 'DDPOStepOutput', 'ddim_step_with_logprob',
-           'I2IDDPOPolicy', 'RolloutOutput', 'I2IDDPOStableDiffusionPipeline', 'I2IDDPOStableDiffusionXLPipeline',
-           'I2IDDPOStableDiffusion3Pipeline', 'I2IDDPOFluxPipeline', 'I2IDDPOFluxKontextPipeline',
-           'I2IDDPOQwenImageEditPipeline', 'pocket_edit_pipeline', 'pocket_edit_policy', 'pocket_edit_reward',
+           'tiny_flux_pipeline', 'tiny_flux_kontext_pipeline', 'tiny_qwen_image_edit_pipeline',
+           'tiny_qwen_image_edit_plus_pipeline', 'corrupt', 'pocket_classifier', 'pocket_prompt_function',
+           'pocket_reward', 'DDPOStepOutput', 'ddim_step_with_logprob', 'I2IDDPOPolicy', 'RolloutOutput',
+           'I2IDDPOStableDiffusionPipeline', 'I2IDDPOStableDiffusionXLPipeline', 'I2IDDPOStableDiffusion3Pipeline',
+           'I2IDDPOFluxPipeline', 'I2IDDPOFluxKontextPipeline', 'I2IDDPOQwenImageEditPipeline',
+           'I2IDDPOQwenImageEditPlusPipeline', 'pocket_edit_pipeline', 'pocket_edit_policy', 'pocket_edit_reward',
            'pocket_edit_prompt_function', 'flow_sde_step_with_logprob', 'policy_for', 'classifier_confidence',
            'fidelity_reward', 'jpeg_compressibility', 'jpeg_incompressibility', 'weighted_sum', 'ImageDDPOConfig',
            'EpochResult', 'ImageDDPOTrainer', 'TrainerCallback', 'TrainingDashboard']
@@ -90,7 +91,7 @@ import importlib, logging, typing
 # Where each public name lives. `import imageddpo` loads none of them -- no torch, no diffusers -- until one is
 # first used (PEP 562), so the `imageddpo` command answers `--help` and argument errors at once (chapter 07).
 _PUBLIC = {"pocket": ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", "tiny_sd3_pipeline", "pocket_sd3_pipeline", "tiny_flux_pipeline",
-                      "tiny_flux_kontext_pipeline", "tiny_qwen_image_edit_pipeline"],
+                      "tiny_flux_kontext_pipeline", "tiny_qwen_image_edit_pipeline", "tiny_qwen_image_edit_plus_pipeline"],
            "digits": ["corrupt", "pocket_classifier", "pocket_prompt_function", "pocket_reward"],
            "scheduler": ["DDPOStepOutput", "ddim_step_with_logprob"],
            "policy": ["I2IDDPOPolicy", "RolloutOutput"],
@@ -99,7 +100,7 @@ _PUBLIC = {"pocket": ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", 
            "sd3": ["I2IDDPOStableDiffusion3Pipeline"],
            "flux": ["I2IDDPOFluxPipeline"],
            "flux_kontext": ["I2IDDPOFluxKontextPipeline"],
-           "qwen_image_edit": ["I2IDDPOQwenImageEditPipeline"],
+           "qwen_image_edit": ["I2IDDPOQwenImageEditPipeline", "I2IDDPOQwenImageEditPlusPipeline"],
            "pocket_edit": ["pocket_edit_pipeline", "pocket_edit_policy", "pocket_edit_reward", "pocket_edit_prompt_function"],
            "flow_scheduler": ["flow_sde_step_with_logprob"],
            "families": ["policy_for"],
@@ -124,7 +125,7 @@ class _TorchvisionFallbackNotice(logging.Filter):
 logging.getLogger("transformers.utils.import_utils").addFilter(_TorchvisionFallbackNotice())
 
 if typing.TYPE_CHECKING:  # what editors and type checkers see
-    from imageddpo.pocket import pocket_pipeline, tiny_pipeline, tiny_sdxl_pipeline, tiny_sd3_pipeline, pocket_sd3_pipeline, tiny_flux_pipeline, tiny_flux_kontext_pipeline, tiny_qwen_image_edit_pipeline
+    from imageddpo.pocket import pocket_pipeline, tiny_pipeline, tiny_sdxl_pipeline, tiny_sd3_pipeline, pocket_sd3_pipeline, tiny_flux_pipeline, tiny_flux_kontext_pipeline, tiny_qwen_image_edit_pipeline, tiny_qwen_image_edit_plus_pipeline
     from imageddpo.digits import corrupt, pocket_classifier, pocket_prompt_function, pocket_reward
     from imageddpo.scheduler import DDPOStepOutput, ddim_step_with_logprob
     from imageddpo.policy import I2IDDPOPolicy, RolloutOutput
@@ -133,7 +134,7 @@ if typing.TYPE_CHECKING:  # what editors and type checkers see
     from imageddpo.sd3 import I2IDDPOStableDiffusion3Pipeline
     from imageddpo.flux import I2IDDPOFluxPipeline
     from imageddpo.flux_kontext import I2IDDPOFluxKontextPipeline
-    from imageddpo.qwen_image_edit import I2IDDPOQwenImageEditPipeline
+    from imageddpo.qwen_image_edit import I2IDDPOQwenImageEditPipeline, I2IDDPOQwenImageEditPlusPipeline
     from imageddpo.pocket_edit import pocket_edit_pipeline, pocket_edit_policy, pocket_edit_reward, pocket_edit_prompt_function
     from imageddpo.flow_scheduler import flow_sde_step_with_logprob
     from imageddpo.families import policy_for
@@ -142,10 +143,10 @@ if typing.TYPE_CHECKING:  # what editors and type checkers see
     from imageddpo.trainer import EpochResult, ImageDDPOTrainer, TrainerCallback
     from imageddpo.dashboard import TrainingDashboard
 
-_all_ = ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", "tiny_sd3_pipeline", "pocket_sd3_pipeline", "tiny_flux_pipeline", "tiny_flux_kontext_pipeline", "tiny_qwen_image_edit_pipeline", "corrupt",
+_all_ = ["pocket_pipeline", "tiny_pipeline", "tiny_sdxl_pipeline", "tiny_sd3_pipeline", "pocket_sd3_pipeline", "tiny_flux_pipeline", "tiny_flux_kontext_pipeline", "tiny_qwen_image_edit_pipeline", "tiny_qwen_image_edit_plus_pipeline", "corrupt",
          "pocket_classifier", "pocket_prompt_function", "pocket_reward", "DDPOStepOutput", "ddim_step_with_logprob", "I2IDDPOPolicy",
          "RolloutOutput", "I2IDDPOStableDiffusionPipeline", "I2IDDPOStableDiffusionXLPipeline", "I2IDDPOStableDiffusion3Pipeline",
-         "I2IDDPOFluxPipeline", "I2IDDPOFluxKontextPipeline", "I2IDDPOQwenImageEditPipeline", "pocket_edit_pipeline", "pocket_edit_policy",
+         "I2IDDPOFluxPipeline", "I2IDDPOFluxKontextPipeline", "I2IDDPOQwenImageEditPipeline", "I2IDDPOQwenImageEditPlusPipeline", "pocket_edit_pipeline", "pocket_edit_policy",
          "pocket_edit_reward", "pocket_edit_prompt_function", "flow_sde_step_with_logprob", "policy_for", "classifier_confidence",
          "fidelity_reward", "jpeg_compressibility", "jpeg_incompressibility", "weighted_sum", "ImageDDPOConfig", "EpochResult",
          "ImageDDPOTrainer", "TrainerCallback", "TrainingDashboard"]  # nbdev writes `__all__` from this literal list

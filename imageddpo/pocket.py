@@ -12,7 +12,7 @@ __all__ = ['SD15_SCHEDULER_CONFIG', 'TINY_WORDS', 'SDXL_SCALING_FACTOR', 'TIME_E
            'tiny_sd3_vae', 'tiny_t5', 'tiny_sd3_pipeline', 'pocket_sd3_pipeline', 'tiny_flux_transformer',
            'flux_scheduler', 'tiny_flux_pipeline', 'tiny_flux_kontext_pipeline', 'qwen_edit_templates',
            'tiny_qwen_tokenizer', 'tiny_qwen_vl', 'image_only_qwen_processor', 'qwen_image_scheduler',
-           'tiny_qwen_image_edit_pipeline']
+           'tiny_qwen_image_edit_pipeline', 'tiny_qwen_image_edit_plus_pipeline']
 
 # %% ../nbs/00_pocket.ipynb #2a24d1a3
 import json, re, tempfile
@@ -340,3 +340,9 @@ def tiny_qwen_image_edit_pipeline(seed:int=0, # seeds the random weights
         pipe = QwenImageEditPipeline(scheduler=qwen_image_scheduler(), vae=vae, text_encoder=tiny_qwen_vl(tokenizer), tokenizer=tokenizer,
                                      processor=processor, transformer=transformer)
     return ready(pipe)
+
+# %% ../nbs/00_pocket.ipynb #e4dd416c
+def tiny_qwen_image_edit_plus_pipeline(seed:int=0, # seeds the random weights
+                                      ) -> QwenImageEditPlusPipeline:
+    "The tiny Qwen-Image-Edit's modules in `QwenImageEditPlusPipeline` (Qwen-Image-Edit-2509's pipeline), with no download."
+    return ready(QwenImageEditPlusPipeline(**tiny_qwen_image_edit_pipeline(seed).components))

@@ -179,7 +179,7 @@ def folder_prompt_function(source, prompt:str=""):
 
 # %% ../nbs/06b_run_config.ipynb #2a6c774e
 BUILTIN_MODELS = ("pocket", "pocket-edit", "tiny", "tiny-sdxl", "tiny-sd3", "tiny-flux", "tiny-flux-kontext",
-                  "tiny-qwen-image-edit")  # no download (chapters 00, 00d, 02b, 02d, 02f, 02g, 02h)
+                  "tiny-qwen-image-edit", "tiny-qwen-image-edit-plus")  # no download (chapters 00, 00d, 02b, 02d, 02f, 02g, 02h)
 
 @dataclasses.dataclass
 class RunSpec:
@@ -240,15 +240,18 @@ def _builtin_pipeline(model:str, seed:int):
     "The diffusers pipeline a built-in model name stands for."
     from imageddpo.pocket import pocket_pipeline, tiny_pipeline
     from imageddpo.pocket import tiny_flux_kontext_pipeline, tiny_flux_pipeline, tiny_qwen_image_edit_pipeline, tiny_sd3_pipeline, tiny_sdxl_pipeline
+    from imageddpo.pocket import tiny_qwen_image_edit_plus_pipeline
     from imageddpo.pocket_edit import pocket_edit_pipeline
     return {"pocket": pocket_pipeline, "pocket-edit": pocket_edit_pipeline, "tiny": lambda: tiny_pipeline(seed),
             "tiny-sdxl": lambda: tiny_sdxl_pipeline(seed),
             "tiny-sd3": lambda: tiny_sd3_pipeline(seed), "tiny-flux": lambda: tiny_flux_pipeline(seed),
             "tiny-flux-kontext": lambda: tiny_flux_kontext_pipeline(seed),
-            "tiny-qwen-image-edit": lambda: tiny_qwen_image_edit_pipeline(seed)}[model]()
+            "tiny-qwen-image-edit": lambda: tiny_qwen_image_edit_pipeline(seed),
+            "tiny-qwen-image-edit-plus": lambda: tiny_qwen_image_edit_plus_pipeline(seed)}[model]()
 
 _BUILTIN_POLICY_KWARGS = {"tiny-flux-kontext": dict(auto_resize=False),  # the tiny models edit at their inputs' size
                           "tiny-qwen-image-edit": dict(reference_area=None),
+                          "tiny-qwen-image-edit-plus": dict(reference_area=None, condition_area=None),
                           "pocket-edit": dict(auto_resize=False, max_sequence_length=8)}  # (chapter 00d's POCKET_EDIT_TEXT_TOKENS)
 
 def load_policy(model:str, revision:str, config:ImageDDPOConfig) -> I2IDDPOPolicy:

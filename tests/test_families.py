@@ -1,4 +1,4 @@
-"""SDXL, SD3, FLUX.1, FLUX.1 Kontext and Qwen-Image-Edit in the trainer: every objective trains each family's tiny model (guidance on, LoRA and full fine-tuning)
+"""SDXL, SD3, FLUX.1, FLUX.1 Kontext and Qwen-Image-Edit (and its Plus pipeline) in the trainer: every objective trains each family's tiny model (guidance on, LoRA and full fine-tuning)
 and resumes to the uninterrupted run's exact weights; a diffusers pipeline handed to the trainer gets its family's policy;
 the trained LoRA loads into the family's diffusers img2img pipeline and samples what the policy samples; run files and
 `imageddpo train` pick the family from the checkpoint's model_index.json. (Two processes: tests/test_multiprocess.py;
@@ -10,9 +10,10 @@ import torch
 import yaml
 from diffusers import FluxImg2ImgPipeline, StableDiffusion3Img2ImgPipeline, StableDiffusionXLImg2ImgPipeline
 
-from imageddpo import (I2IDDPOFluxKontextPipeline, I2IDDPOFluxPipeline, I2IDDPOQwenImageEditPipeline, I2IDDPOStableDiffusion3Pipeline,
+from imageddpo import (I2IDDPOFluxKontextPipeline, I2IDDPOFluxPipeline, I2IDDPOQwenImageEditPipeline, I2IDDPOQwenImageEditPlusPipeline,
+                       I2IDDPOStableDiffusion3Pipeline,
                        I2IDDPOStableDiffusionXLPipeline, ImageDDPOConfig, ImageDDPOTrainer, tiny_flux_kontext_pipeline, tiny_flux_pipeline,
-                       tiny_qwen_image_edit_pipeline, tiny_sd3_pipeline, tiny_sdxl_pipeline)
+                       tiny_qwen_image_edit_pipeline, tiny_qwen_image_edit_plus_pipeline, tiny_sd3_pipeline, tiny_sdxl_pipeline)
 from imageddpo.run_config import RunConfigError, trainer_from_run_config
 
 # family -> (its tiny pipeline, policy class, diffusers' img2img pipeline, built-in run-file name)
@@ -21,9 +22,10 @@ FAMILIES = {"sdxl": (tiny_sdxl_pipeline, I2IDDPOStableDiffusionXLPipeline, Stabl
             "flux": (tiny_flux_pipeline, I2IDDPOFluxPipeline, FluxImg2ImgPipeline, "tiny-flux"),
                     # the edit models: no img2img twin (their parity and LoRA round trips against their diffusers pipelines are chapters 02g and 02h's)
             "flux-kontext": (tiny_flux_kontext_pipeline, I2IDDPOFluxKontextPipeline, None, "tiny-flux-kontext"),
-            "qwen-image-edit": (tiny_qwen_image_edit_pipeline, I2IDDPOQwenImageEditPipeline, None, "tiny-qwen-image-edit")}
+            "qwen-image-edit": (tiny_qwen_image_edit_pipeline, I2IDDPOQwenImageEditPipeline, None, "tiny-qwen-image-edit"),
+            "qwen-image-edit-plus": (tiny_qwen_image_edit_plus_pipeline, I2IDDPOQwenImageEditPlusPipeline, None, "tiny-qwen-image-edit-plus")}
 POLICY_KWARGS = {"flux-kontext": dict(auto_resize=False),  # the tiny edit models at the inputs' size, as their run-file names build them
-                 "qwen-image-edit": dict(reference_area=None)}
+                 "qwen-image-edit": dict(reference_area=None), "qwen-image-edit-plus": dict(reference_area=None, condition_area=None)}
 IMG2IMG = [family for family in FAMILIES if FAMILIES[family][2] is not None]
 
 def policy(family, **kwargs):
@@ -116,7 +118,7 @@ def run_spec(tmp_path, model, **config_changes) -> dict:
 def test_run_files_pick_the_family_from_the_checkpoint(tmp_path, family):
     build, policy_class, _, name = FAMILIES[family]
     # transformers saves and loads a Qwen2VLProcessor only with torchvision, which cannot be installed beside the CPU torch here (chapter 00)
-    if family != "qwen-image-edit" or importlib.util.find_spec("torchvision"):
+    if not family.startswith("qwen") or importlib.util.find_spec("torchvision"):
         build().save_pretrained(tmp_path/family)
         assert isinstance(trainer_from_run_config(run_spec(tmp_path, str(tmp_path/family))).sd_pipeline, policy_class)
     assert isinstance(trainer_from_run_config(run_spec(tmp_path, name, overwrite_output_dir=True)).sd_pipeline, policy_class)
