@@ -35,19 +35,18 @@ class QwenEditConditioning(Conditioning):
     def cat(cls, conds:list["QwenEditConditioning"]) -> "QwenEditConditioning":
         "Batches concatenated along the rows; text sequences of different lengths are padded to the longest and masked."
         for name in ("prompt_embeds", "negative_prompt_embeds"):
-            embeds = [getattr(c, name) for c in conds]
-            if embeds[0] is None or (len({e.shape[1] for e in embeds}) == 1 and all(getattr(c, f"{name}_mask") is None for c in conds)):
-                continue
-            length = max(e.shape[1] for e in embeds)
-            conds = [replace(c, **dict(zip((name, f"{name}_mask"), _padded(getattr(c, name), getattr(c, f"{name}_mask"), length))))
-                     for c in conds]
+            if getattr(conds[0], name) is None: continue
+            padded = _padded([(getattr(c, name), getattr(c, f"{name}_mask")) for c in conds])
+            conds = [replace(c, **{name: embeds, f"{name}_mask": mask}) for c, (embeds, mask) in zip(conds, padded)]
         return super().cat(conds)
 
-def _padded(embeds:torch.Tensor, mask:torch.Tensor|None, length:int) -> tuple[torch.Tensor, torch.Tensor]:
-    "`embeds` [B, L, D] zero-padded to `length` tokens, and its mask (all ones where there was none) padded with zeros."
-    mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device) if mask is None else mask
-    extra = length - embeds.shape[1]
-    return F.pad(embeds, (0, 0, 0, extra)), F.pad(mask, (0, extra))
+def _padded(texts:list[tuple[torch.Tensor, torch.Tensor|None]]) -> list[tuple[torch.Tensor, torch.Tensor|None]]:
+    "(embeds [B, L, D], mask [B, L] or None) pairs of one length: as they are if they already are and unmasked, else zero-padded to the longest with masks."
+    length = max(embeds.shape[1] for embeds, _ in texts)
+    if all(embeds.shape[1] == length and mask is None for embeds, mask in texts): return texts
+    ones = lambda embeds: torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+    return [(F.pad(embeds, (0, 0, 0, length - embeds.shape[1])), F.pad(ones(embeds) if mask is None else mask, (0, length - embeds.shape[1])))
+            for embeds, mask in texts]
 
 class I2IDDPOQwenImageEditPipeline(FlowSampling, I2IDDPOPolicy):
     "An instruction-edit policy on Qwen-Image-Edit: Qwen2.5-VL reads the instruction with the reference, whose latents join the sequence; norm-keeping true CFG; Flow-GRPO's SDE."
@@ -75,9 +74,9 @@ class I2IDDPOQwenImageEditPipeline(FlowSampling, I2IDDPOPolicy):
             for module in (last.attn.to_add_out, last.txt_mlp): module.requires_grad_(False)
 
     def policy_pipeline(self, source, scheduler):
-        "A `QwenImageEditPipeline` on `source`'s modules (shared, not copied)."
+        "The family's pipeline (`QwenImageEditPipeline`, or the Plus one) on `source`'s modules (shared, not copied)."
         keep = ("transformer", "vae", "text_encoder", "tokenizer", "processor")
-        return QwenImageEditPipeline(**{k: source.components[k] for k in keep}, scheduler=scheduler)
+        return self.pipeline_classes[0](**{k: source.components[k] for k in keep}, scheduler=scheduler)
 
     @property
     def transformer(self): return self.sd_pipeline.transformer
@@ -119,8 +118,12 @@ def decode(self:I2IDDPOQwenImageEditPipeline, latents:torch.Tensor) -> torch.Ten
 @patch
 def reference_size(self:I2IDDPOQwenImageEditPipeline, height:int, width:int) -> tuple[int, int]:
     "The reference's (height, width) for an input of `height` x `width`: `QwenImageEditPipeline`'s about-`reference_area` rule, or the input's."
-    if self.reference_area is None: return height, width
-    width, height, _ = calculate_dimensions(self.reference_area, width / height)
+    return _area_size(self.reference_area, height, width)
+
+def _area_size(area:int|None, height:int, width:int) -> tuple[int, int]:
+    "diffusers' `calculate_dimensions`: (height, width) of about `area` pixels at the aspect ratio of `height` x `width`, sides of 32; None: as is."
+    if area is None: return height, width
+    width, height, _ = calculate_dimensions(area, width / height)
     return int(height), int(width)
 
 def _pil(policy, images:torch.Tensor) -> list:
@@ -187,6 +190,11 @@ def _pack(latents:torch.Tensor) -> torch.Tensor:
     rows, channels, h, w = latents.shape
     return QwenImageEditPipeline._pack_latents(latents, rows, channels, h, w)
 
+def _unpack(policy, tokens:torch.Tensor, h:int, w:int) -> torch.Tensor:
+    "Tokens of 2x2 patches back to [B, C, h, w] latents (diffusers' `_unpack_latents`, the frame dimension dropped)."
+    factor = policy.sd_pipeline.vae_scale_factor
+    return QwenImageEditPipeline._unpack_latents(tokens, h * factor, w * factor, factor)[:, :, 0]
+
 @patch
 def denoiser_output(self:I2IDDPOQwenImageEditPipeline, denoiser:torch.nn.Module, latents:torch.Tensor, t:torch.Tensor,
                     cond:QwenEditConditioning) -> torch.Tensor:
@@ -201,18 +209,15 @@ def denoiser_output(self:I2IDDPOQwenImageEditPipeline, denoiser:torch.nn.Module,
     velocity = torch.cat([denoiser(hidden_states=tokens[i * size:(i + 1) * size], timestep=timestep[i * size:(i + 1) * size],
                                    img_shapes=shapes, guidance=None, **text, return_dict=False)[0][:, :(h // 2) * (w // 2)]
                           for i, text in enumerate(calls)])
-    factor = self.sd_pipeline.vae_scale_factor
-    return QwenImageEditPipeline._unpack_latents(velocity, h * factor, w * factor, factor)[:, :, 0]
+    return _unpack(self, velocity, h, w)
 
 @patch
 def combine_guidance(self:I2IDDPOQwenImageEditPipeline, uncond:torch.Tensor, text:torch.Tensor, cond:QwenEditConditioning) -> torch.Tensor:
     "True CFG, then each token rescaled to the conditional prediction's norm over its packed channels (as `QwenImageEditPipeline`)."
-    rows, channels, h, w = text.shape
+    h, w = text.shape[-2:]
     uncond, text = _pack(uncond), _pack(text)
     mixed = uncond + cond.guidance_scale * (text - uncond)
-    mixed = mixed * (torch.norm(text, dim=-1, keepdim=True) / torch.norm(mixed, dim=-1, keepdim=True))
-    factor = self.sd_pipeline.vae_scale_factor
-    return QwenImageEditPipeline._unpack_latents(mixed, h * factor, w * factor, factor)[:, :, 0]
+    return _unpack(self, mixed * (torch.norm(text, dim=-1, keepdim=True) / torch.norm(mixed, dim=-1, keepdim=True)), h, w)
 
 # %% ../nbs/02h_qwen_image_edit.ipynb #66a0812b
 class I2IDDPOQwenImageEditPlusPipeline(I2IDDPOQwenImageEditPipeline):
@@ -231,27 +236,15 @@ class I2IDDPOQwenImageEditPlusPipeline(I2IDDPOQwenImageEditPipeline):
         self.condition_area = condition_area
         super().__init__(pretrained_model_name, reference_area=reference_area, **policy_kwargs)
 
-    def policy_pipeline(self, source, scheduler):
-        "A `QwenImageEditPlusPipeline` on `source`'s modules (shared, not copied)."
-        keep = ("transformer", "vae", "text_encoder", "tokenizer", "processor")
-        return QwenImageEditPlusPipeline(**{k: source.components[k] for k in keep}, scheduler=scheduler)
-
 @patch
 def reference_inputs(self:I2IDDPOQwenImageEditPlusPipeline, images:torch.Tensor) -> tuple[list, torch.Tensor]:
     "The text encoder's references (resized to `condition_area`) and the VAE's ([0, 1], resized to `reference_area`), each from the original."
     pils, (height, width) = _pil(self, images), images.shape[-2:]
-    condition = (height, width)
-    if self.condition_area is not None:
-        condition_width, condition_height, _ = calculate_dimensions(self.condition_area, width / height)
-        condition = (int(condition_height), int(condition_width))
-    return _resized_pil(self, pils, condition), _as_tensor(self, _resized_pil(self, pils, self.reference_size(height, width)))
+    condition = _resized_pil(self, pils, _area_size(self.condition_area, height, width))
+    return condition, _as_tensor(self, _resized_pil(self, pils, self.reference_size(height, width)))
 
 @patch
 def encode_text(self:I2IDDPOQwenImageEditPlusPipeline, texts:list[str], references:list) -> tuple[torch.Tensor, torch.Tensor|None]:
     "Each row through diffusers' `encode_prompt` alone (the Plus pipeline reads a list of images as one instruction's pictures), padded and masked."
-    rows = [self.sd_pipeline.encode_prompt([text], image=[reference], device=self.device) for text, reference in zip(texts, references)]
-    if len({embeds.shape[1] for embeds, _ in rows}) == 1 and all(mask is None for _, mask in rows):
-        return torch.cat([embeds for embeds, _ in rows]), None
-    length = max(embeds.shape[1] for embeds, _ in rows)
-    padded = [_padded(embeds, mask, length) for embeds, mask in rows]
-    return torch.cat([embeds for embeds, _ in padded]), torch.cat([mask for _, mask in padded])
+    rows = _padded([self.sd_pipeline.encode_prompt([text], image=[reference], device=self.device) for text, reference in zip(texts, references)])
+    return torch.cat([embeds for embeds, _ in rows]), None if rows[0][1] is None else torch.cat([mask for _, mask in rows])
