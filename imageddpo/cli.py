@@ -26,10 +26,13 @@ def smoke(steps:int=10, # N, the length of the DDIM schedule
     "Roll out the tiny pipeline's LoRA policy on random images, replay its log-probs, report timing and the replay error."
     if batch < 1: raise ValueError(f"batch must be >= 1, got {batch}")
     if eta <= 0: raise ValueError(f"eta must be > 0 for a policy with log-probs, got {eta}")
+    start = time.perf_counter()
     import torch
     from imageddpo.pipeline import I2IDDPOStableDiffusionPipeline
     from imageddpo.pocket import tiny_pipeline
+    imported = time.perf_counter()
     policy = I2IDDPOStableDiffusionPipeline(tiny_pipeline(seed))
+    built = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
     images = torch.rand(batch, 3, 64, 64, generator=generator)
     start = time.perf_counter()
@@ -37,7 +40,8 @@ def smoke(steps:int=10, # N, the length of the DDIM schedule
                          generator=generator)
     rollout_s = time.perf_counter() - start
     with torch.no_grad(): error = (policy.replay_log_probs(out) - out.log_probs).abs().max().item()
-    return dict(executed_steps=out.timesteps.shape[1], batch=batch, rollout_seconds=rollout_s,
+    return dict(executed_steps=out.timesteps.shape[1], batch=batch, import_seconds=imported - start, build_seconds=built - imported,
+                rollout_seconds=rollout_s,
                 mean_log_prob=out.log_probs.mean().item(), replay_max_abs_error=error, ok=error <= 1e-5)
 
 # %% ../nbs/07_cli.ipynb #f0c64a47
@@ -88,7 +92,7 @@ def _wall_time(m:dict) -> str:
     return f"{m['wall_seconds']:.0f} s this run ({m['training_seconds']:.0f} s of training over all its runs)"
 
 # %% ../nbs/07_cli.ipynb #45b21870
-def train_command(config:str=None,                 # the run file (YAML); required
+def train_command(config:str,                      # the run file (YAML); `imageddpo train --help` lists its keys
                   output_dir:str=None,              # overrides config.output_dir
                   resume_from:str=None,             # a checkpoint folder or "latest"; overrides config.resume_from
                   overwrite_output_dir:bool=False,  # start over in an output_dir that holds a previous run
@@ -96,12 +100,12 @@ def train_command(config:str=None,                 # the run file (YAML); requir
                   _command_line:str="imageddpo train", # the command as typed (from `main`): the refusal's hints extend it
                  ) -> dict:
     "Train as a YAML run file says: model, images, prompt, reward and ImageDDPOConfig fields."
-    if config is None: raise ValueError("--config: give the run file (YAML), e.g. imageddpo train --config run.yaml")
-    if not Path(config).is_file(): raise ValueError(f"--config: no such file {config!r}")
+    from imageddpo.run_file import check_run_file
+    given = dict(output_dir=output_dir, resume_from=resume_from, num_epochs=num_epochs, overwrite_output_dir=overwrite_output_dir or None)
+    check_run_file(config, command=_command_line, **given)  # everything that needs no model, before diffusers loads (chapter 06a)
     _quiet_library_logs()
     from imageddpo.run_config import train_from_run_config
-    trainer = train_from_run_config(config, command=_command_line, output_dir=output_dir, resume_from=resume_from, num_epochs=num_epochs,
-                                    overwrite_output_dir=overwrite_output_dir or None)
+    trainer = train_from_run_config(config, command=_command_line, **given)
     trainer.accelerator.end_training()  # trackers closed, process group destroyed (exiting with gloo threads alive can abort)
     last = trainer.history[-1] if trainer.history else {}
     return {"epochs": len(trainer.history), "last reward_mean": last.get("reward_mean", float("nan")),
@@ -119,6 +123,7 @@ def command_parser(fn) -> argparse.ArgumentParser:
         default = None if d.default is inspect.Parameter.empty else d.default
         if d.anno is bool: parser.add_argument(*flags, dest=name, action="store_true", help=d.docment)  # default False: a switch
         else: parser.add_argument(*flags, dest=name, type=d.anno if d.anno in (int, float) else str, default=default,
+                                  required=d.default is inspect.Parameter.empty,  # an argument without a default must be given
                                   help=d.docment + ("" if default is None else f" (default: {default})"))
     return parser
 
@@ -136,11 +141,18 @@ def _resume_command(argv:list[str]) -> str:
     "The command line that continues a stopped run: the same arguments, resuming from the latest checkpoint."
     return f"{_command_line(argv)} --resume-from latest"
 
+def _epilog(command:str) -> str|None:
+    "What a command's `--help` shows after its options: for `train`, the run file's keys and built-in names (chapter 06a)."
+    if command != "train": return None
+    from imageddpo.run_file import run_file_help  # imports neither torch nor diffusers
+    return run_file_help()
+
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `imageddpo` console script."
     parser = argparse.ArgumentParser(prog="imageddpo", description="Image-to-image DDPO toolkit")
     sub = parser.add_subparsers(dest="command", required=True)
-    commands = {name: sub.add_parser(name, parents=[command_parser(fn)], help=fn.__doc__, description=fn.__doc__)
+    commands = {name: sub.add_parser(name, parents=[command_parser(fn)], help=fn.__doc__, description=fn.__doc__,
+                                     epilog=_epilog(name), formatter_class=argparse.RawDescriptionHelpFormatter)
                 for name, fn in _COMMANDS.items()}
     argv = sys.argv[1:] if argv is None else list(argv)
     args = vars(parser.parse_args(argv))

@@ -6,7 +6,8 @@ Docs: https://hectorastrom.github.io/imageddpo/demo.html.md"""
 
 # %% auto #0
 __all__ = ['DEMO_CONFIG', 'demo_inputs', 'demo_prompt_function', 'evaluate', 'save_grid', 'misses_first', 'save_reward_curve',
-           'check_demo_args', 'demo_threads', 'cpu_threads', 'train_before_after', 'write_metrics', 'demo']
+           'check_demo_args', 'demo_threads', 'cpu_threads', 'base_figures', 'train_before_after', 'write_metrics',
+           'demo']
 
 # %% ../nbs/06c_demo.ipynb #8964dc68
 import json, os, time
@@ -110,11 +111,15 @@ def cpu_threads(n:int):
     try: yield
     finally: torch.set_num_threads(before)
 
+def base_figures(trainer:ImageDDPOTrainer, evaluate) -> dict: # evaluate: policy -> held-out figures
+    "The base model's held-out figures: the LoRA off (what a zero-initialised LoRA computes), also after a resume."
+    with trainer.sd_pipeline.adapters_disabled(): return evaluate(trainer.sd_pipeline)
+
 def train_before_after(trainer:ImageDDPOTrainer, evaluate, # policy -> held-out figures
-                       out:Path) -> tuple[dict, dict]:
+                       out:Path,
+                       before:dict|None=None) -> tuple[dict, dict]: # the base model's figures, if already measured
     "The base model's held-out figures (the LoRA off), training, a final checkpoint, the fine-tuned figures; the LoRA in `out/lora`."
-    with trainer.sd_pipeline.adapters_disabled():  # the base model (what a zero-initialised LoRA computes), also after a resume
-        before = evaluate(trainer.sd_pipeline)
+    before = before or base_figures(trainer, evaluate)
     trainer.train()
     if trainer.first_epoch % trainer.config.save_freq: trainer.save_checkpoint(trainer.first_epoch)  # a finished demo always holds one
     after = evaluate(trainer.sd_pipeline)
@@ -154,15 +159,18 @@ def _run_demo(epochs, out, resume_from, overwrite_output_dir, seed, device, prog
     train_inputs, heldout = demo_inputs("train", seed=0), demo_inputs("heldout", seed=1)
     config = ImageDDPOConfig(**{**DEMO_CONFIG, "num_epochs": epochs}, seed=seed, output_dir=str(out),
                              resume_from=resume_from, overwrite_output_dir=overwrite_output_dir, accelerator_kwargs={"cpu": device == "cpu"})
-    val = torch.arange(4) * (HELDOUT_SIZE // 4)  # the dashboard's panels, as PNG files in out/dashboard (chapter 06)
-    dashboard = TrainingDashboard(heldout[0][val], [digit_prompt(int(heldout[2][i])) for i in val],
-                                  [{"label": int(heldout[2][i])} for i in val], every=10, mode="static", output_dir=out / "dashboard",
-                                  reward_name="log p(prompted digit)")
     torch.manual_seed(seed)  # the LoRA's random initialisation (the trainer seeds everything after it)
     policy = I2IDDPOStableDiffusionPipeline(pocket_pipeline(), lora_seed=None)  # drawn after the seeding above
     trainer = ImageDDPOTrainer(config, pocket_reward(), demo_prompt_function(*train_inputs), policy,
-                               callbacks=[dashboard, *([ProgressBar(desc="imageddpo demo")] if progress else [])])
-    before, after = train_before_after(trainer, lambda policy: evaluate(policy, heldout[0], heldout[2], config), out)
+                               callbacks=[ProgressBar(desc="imageddpo demo")] if progress else [])
+    judge = lambda policy: evaluate(policy, heldout[0], heldout[2], config)
+    before = base_figures(trainer, judge)
+    val = misses_first(before["correct"], 4)  # the dashboard follows inputs the base model gets wrong: its panel shows the change
+    dashboard = TrainingDashboard(heldout[0][val], [digit_prompt(int(heldout[2][i])) for i in val],
+                                  [{"label": int(heldout[2][i])} for i in val], every=10, mode="static", output_dir=out / "dashboard",
+                                  reward_name="log p(prompted digit)")  # its panels, as PNG files in out/dashboard (chapter 06)
+    trainer.callbacks.append(dashboard)
+    before, after = train_before_after(trainer, judge, out, before)
     show = misses_first(before["correct"])
     save_grid({"corrupted": heldout[0][show], "base": before["images"][show], "fine-tuned": after["images"][show]},
               out / "before_after.png",
@@ -170,7 +178,8 @@ def _run_demo(epochs, out, resume_from, overwrite_output_dir, seed, device, prog
                         **{row: [f"P = {p:.2f}" for p in r["rewards"][show].exp().tolist()] for row, r in (("base", before), ("fine-tuned", after))}},
               title="above each output: the classifier's P(prompted digit)")
     save_reward_curve(trainer.history, out / "reward_curve.png", "training reward: log p(prompted digit)")
-    return write_metrics(out, trainer, dashboard, start, device, heldout_images=len(heldout[0]), reward="pocket classifier log p(prompted digit | output)",
+    return write_metrics(out, trainer, dashboard, start, device, heldout_images=len(heldout[0]),
+                         dashboard_inputs=val.tolist(), dashboard_inputs_base_correct=before["correct"][val].tolist(), reward="pocket classifier log p(prompted digit | output)",
                          heldout_reward_before=before["reward_mean"], heldout_reward_after=after["reward_mean"],
                          heldout_accuracy_before=before["accuracy"], heldout_accuracy_after=after["accuracy"],
                          corrupted_input_accuracy=classifier_accuracy(heldout[0], heldout[2]))

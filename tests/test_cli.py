@@ -72,7 +72,7 @@ def test_bad_run_files_exit_2_naming_the_key(tmp_path, changes, message):
 
 def test_missing_config_and_unknown_command(tmp_path):
     done = imageddpo("train")
-    assert done.returncode == 2 and "--config: give the run file" in done.stderr
+    assert done.returncode == 2 and "the following arguments are required: --config" in done.stderr
     done = imageddpo("train", "--config", str(tmp_path / "nope.yaml"))
     assert done.returncode == 2 and "--config: no such file" in done.stderr
     assert imageddpo("sing").returncode == 2
@@ -172,3 +172,60 @@ def test_an_interrupted_demo_says_how_to_continue(tmp_path):
     typed = f"imageddpo demo --output-dir {tmp_path / 'demo'}"  # the hints continue the demo in the folder it was given
     assert done.returncode == 2 and "epochs done: 40" in done.stderr and f"`{typed} --resume-from latest`" in done.stderr \
            and f"`{typed} --overwrite-output-dir`" in done.stderr, done.stderr[-2000:]
+
+class FakeHub:
+    "A real HTTP server on 127.0.0.1 that answers a hub file request as the Hugging Face hub does for one case."
+    ANSWERS = {"missing": (404, "RepoNotFound"), "gated": (403, "GatedRepo"), "no-revision": (404, "RevisionNotFound"),
+               "not-a-pipeline": (404, "EntryNotFound"), "ok": (200, None)}
+    def __init__(self):
+        import http.server, threading
+        answers = self.ANSWERS
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_HEAD(self):
+                status, code = answers[self.path.split("/")[2]]  # /owner/<case>/resolve/<revision>/model_index.json
+                self.send_response(status)
+                if code: self.send_header("X-Error-Code", code)
+                else: self.send_header("ETag", '"0123"'); self.send_header("X-Repo-Commit", "0" * 40)
+                self.send_header("Content-Length", "2"); self.end_headers()
+            do_GET = do_HEAD
+            def log_message(self, *args): pass
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+@pytest.fixture(scope="module")
+def fake_hub():
+    hub = FakeHub(); yield hub; hub.server.shutdown()
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "model: 'owner/missing' is not on the hub (or it is private: log in"),
+    ("gated", "model: 'owner/gated' is gated: accept its terms on https://huggingface.co/owner/gated and log in"),
+    ("no-revision", "revision: 'owner/no-revision' has no revision 'main'"),
+    ("not-a-pipeline", "model: 'owner/not-a-pipeline' has no model_index.json: it is not a diffusers pipeline"),
+])
+def test_a_hub_model_that_cannot_load_is_refused_in_one_line_at_once(tmp_path, fake_hub, case, message):
+    "The hub is asked once (no retries), before diffusers loads; the answer becomes one line naming what is wrong."
+    import time
+    config = run_file(tmp_path, str(image_folder(tmp_path / "images")), model=f"owner/{case}")
+    env = {**ENV, "HF_ENDPOINT": fake_hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"}
+    code = ("import sys, time; from imageddpo.cli import main; start = time.perf_counter()\n"
+            f"try: main(['train', '--config', {str(config)!r}])\n"
+            "except SystemExit as e: print(e.code, 'diffusers' in sys.modules, round(time.perf_counter() - start, 1))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.stdout.startswith("2 False"), done.stdout + done.stderr[-2000:]  # a usage error, before diffusers loads
+    assert message in done.stderr and done.stderr.count("\n") <= 5, done.stderr
+    assert float(done.stdout.split()[-1]) < 20, done.stdout  # one request, not the hub client's retries
+
+def test_an_unreachable_hub_is_refused_in_one_line(tmp_path):
+    "No hub answers (port 9 is closed): one line saying the hub cannot be reached, without the client's minute of retries."
+    config = run_file(tmp_path, str(image_folder(tmp_path / "images")), model="owner/model")
+    env = {**ENV, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"}
+    done = subprocess.run([sys.executable, "-m", "imageddpo", "train", "--config", str(config)], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 2 and "model: the hub cannot be reached to load 'owner/model'" in done.stderr, done.stderr[-2000:]
+
+def test_a_reachable_hub_model_passes_the_check(fake_hub, tmp_path):
+    env = {**ENV, "HF_ENDPOINT": fake_hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"}
+    done = subprocess.run([sys.executable, "-c", "from imageddpo.run_file import check_hub_model; check_hub_model('owner/ok'); print('ok')"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.stdout == "ok\n", done.stderr[-2000:]

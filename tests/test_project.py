@@ -25,6 +25,22 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
     found = [l for l in readme.splitlines() if re.match(pattern, l)]
     assert found[:1] == [test_command]
 
+def test_readme_tiny_run_file_is_the_one_train_help_shows():
+    "README's run file for the tiny models and `imageddpo train --help`'s example say the same (bench/tiny_run_files.py times it)."
+    import yaml
+    from imageddpo.run_file import EXAMPLE_RUN_FILE
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S) if "model: tiny-sdxl" in b)
+    assert yaml.safe_load(block) == yaml.safe_load(EXAMPLE_RUN_FILE)
+
+def test_readme_quick_test_command_names_tests_that_exist():
+    "The contributors' quick command (about 2 minutes) runs files that exist, and none of them is slow by marker alone."
+    import glob, shlex
+    readme = (ROOT / "README.md").read_text()
+    line = next(l for l in readme.splitlines() if l.startswith('pytest -m "not slow" tests/test_project.py'))
+    files = [f for arg in shlex.split(line)[3:] for f in glob.glob(str(ROOT / arg))]
+    assert len(files) >= 8 and all(Path(f).is_file() for f in files), files
+    assert "nbdev-test --path nbs/" in readme
+
 def test_nbdev3_layout():
     assert not (ROOT / "settings.ini").exists(), "nbdev 3 refuses settings.ini"
     for path in ["pyproject.toml", "LICENSE", "nbs/index.ipynb", "nbs/_quarto.yml", "nbs/nbdev.yml", ".ci/run"]:
@@ -66,15 +82,73 @@ def test_console_script_smoke_run():
     assert out.returncode == 0, out.stderr
     assert re.search(r"replay_max_abs_error: 0\n", out.stdout)
 
-def test_no_instruction_installs_the_original_package():
-    "The package index's `imageddpo` is the original 0.1.2: every install line names this repository (or a local checkout)."
-    import re
-    texts = {p: p.read_text() for p in [ROOT/"README.md", *sorted((ROOT/"nbs").rglob("*.ipynb")), *sorted((ROOT/"imageddpo").glob("*.py"))]}
-    for path, text in texts.items():
-        for line in re.findall(r"pip install[^\n]*imageddpo[^\n]*", text):
-            if "0.1.2" in line: continue  # the warning that says which package not to install
-            assert "git+https://github.com/hectorastrom/imageddpo" in line or re.search(r"-e \\?\"?\.", line), (path, line)
-    assert 'pip install -q \\"imageddpo @ git+https://github.com/hectorastrom/imageddpo\\"' in texts[ROOT/"nbs"/"tutorials"/"02_sd15_gpu.ipynb"]
+def _project_urls() -> tuple[str, str]:
+    "The repository and docs URLs, as pyproject.toml's [project.urls] names them (the one place)."
+    import tomllib
+    urls = tomllib.loads((ROOT/"pyproject.toml").read_text())["project"]["urls"]
+    return urls["Repository"].rstrip("/"), urls["Documentation"].rstrip("/")
+
+def _texts() -> dict:
+    "Every text a user reads or runs: README, notebooks, the package, workflows, CI."
+    paths = [ROOT/"README.md", *sorted((ROOT/"nbs").rglob("*.ipynb")), *sorted((ROOT/"imageddpo").glob("*.py")),
+             *sorted((ROOT/".github"/"workflows").glob("*.yaml")), ROOT/".ci"/"run"]
+    return {p: p.read_text() for p in paths if ".ipynb_checkpoints" not in str(p)}
+
+def test_every_link_comes_from_pyproject_urls():
+    "nbdev's settings, the docs site's nbdev.yml, README's links and the tutorials' Colab badges all derive from [project.urls]."
+    import yaml
+    repo, docs = _project_urls()
+    derived = make_readme.urls()
+    assert (derived["repository"], derived["docs"]) == (repo, docs)
+    site = yaml.safe_load((ROOT/"nbs"/"nbdev.yml").read_text())["website"]
+    assert (site["repo-url"].rstrip("/"), site["site-url"].rstrip("/")) == (repo, docs)
+    name = repo.rsplit("/", 1)[1]
+    for path, text in _texts().items():
+        for url in re.findall(rf"https://[\w.-]+(?:/[\w.-]+)*/{name}\b[^\s)\"'`\\]*", text):
+            assert url.startswith((repo, docs, derived["colab"])), (path, url)
+        if path.suffix == ".ipynb": assert docs not in text, f"{path.name}: link notebooks by their .ipynb path; README gets the docs URL"
+    for nb in make_readme.tutorials():
+        cell = "".join(json.loads(nb.read_text())["cells"][1]["source"])
+        assert cell == make_readme.badge(nb), nb
+        assert (ROOT / cell.rsplit(f"/blob/{derived['branch']}/", 1)[1].rstrip(")")).is_file()
+    links = re.findall(r"\]\((https://[^)#]+\.html)", (ROOT/"README.md").read_text())
+    pages = {make_readme.doc_url(p.relative_to(ROOT/"nbs").as_posix()) for p in (ROOT/"nbs").rglob("*.ipynb")}
+    assert links and not [l for l in links if l.startswith(docs) and l not in pages], "README links a docs page no notebook makes"
+
+def test_no_install_line_can_resolve_to_the_original_package():
+    "The index's `imageddpo` 0.1.x is the original package: every install line pins this one's version, or installs a checkout."
+    major, minor = map(int, imageddpo.__version__.split(".")[:2])
+    lines = [(p, l) for p, text in _texts().items() for l in re.findall(r"pip install[^\n]*imageddpo[^\n]*", text)]
+    assert lines
+    for path, line in lines:
+        if re.search(r"-e \\?\"?\.", line): continue  # a checkout
+        pins = re.findall(r"imageddpo(?:\[[\w,]+\])?>=(\d+)\.(\d+)", line)
+        assert pins and all((int(a), int(b)) >= (0, 2) for a, b in pins), (path, line)
+        assert (major, minor) >= (0, 2) and "git+" not in line, (path, line)
+    tutorial = (ROOT/"nbs"/"tutorials"/"02_sd15_gpu.ipynb").read_text()
+    assert '!pip install -q \\"imageddpo>=0.2\\" bitsandbytes' in tutorial
+
+def test_release_workflow_builds_tests_and_publishes_the_wheel(tmp_path):
+    "A version tag: build sdist and wheel (the tag must be the version), test the wheel in a fresh venv, publish by trusted publishing."
+    import yaml
+    workflow = yaml.safe_load((ROOT/".github"/"workflows"/"release.yaml").read_text())
+    assert workflow[True] == {"push": {"tags": ["v*"]}}  # YAML reads the key `on` as True
+    jobs = workflow["jobs"]
+    assert list(jobs) == ["build", "test-wheel", "publish"]
+    assert (jobs["test-wheel"]["needs"], jobs["publish"]["needs"]) == ("build", "test-wheel")
+    runs = {name: "\n".join(s.get("run", "") for s in job["steps"]) for name, job in jobs.items()}
+    assert "python -m build" in runs["build"]
+    version_line = next(l.strip() for l in runs["build"].splitlines() if l.strip().startswith("version="))
+    done = subprocess.run(["bash", "-c", f"{version_line}; echo $version"], cwd=ROOT, capture_output=True, text=True)
+    assert done.stdout.strip() == imageddpo.__version__, done.stderr  # the tag check reads the version the package has
+    for step in ["python -m venv", "download.pytorch.org/whl/cpu", "pip install dist/*.whl", "imageddpo smoke", "imageddpo demo --epochs 1"]:
+        assert step in runs["test-wheel"], step
+    uploads = [s["with"]["name"] for s in jobs["build"]["steps"] if "upload-artifact" in s.get("uses", "")]
+    for name in ("test-wheel", "publish"):
+        assert [s["with"]["name"] for s in jobs[name]["steps"] if "download-artifact" in s.get("uses", "")] == uploads == ["dist"]
+    assert jobs["publish"]["permissions"] == {"id-token": "write"} and jobs["publish"]["environment"] == "pypi"
+    publish = next(s for s in jobs["publish"]["steps"] if s.get("uses", "").startswith("pypa/gh-action-pypi-publish"))
+    assert not {"password", "user"} & set(publish.get("with", {})), "trusted publishing stores no token"
 
 def test_docs_workflow_matches_the_project():
     "The Pages workflow runs nbdev 3's (hyphenated) commands, installs this project with a CPU torch, and publishes nbdev's doc_path."
