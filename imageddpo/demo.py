@@ -95,7 +95,6 @@ def check_demo_args(epochs, device, output_dir, resume_from, overwrite_output_di
     if device not in ("auto", "cpu", "cuda"): raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
     if device == "cuda" and not torch.cuda.is_available(): raise ValueError("device='cuda' but no CUDA device is available; use --device cpu")
     if threads is not None and (not isinstance(threads, int) or threads < 1): raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
-    if Path(output_dir).exists() and not Path(output_dir).is_dir(): raise ValueError(f"output_dir {output_dir!r} is a file, not a folder")
     check_output_dir(output_dir, resume_from, overwrite_output_dir, command=command)  # chapter 05b's rule
     return "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
 

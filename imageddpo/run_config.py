@@ -10,13 +10,14 @@ __all__ = ['IMAGE_SUFFIXES', 'square_image', 'FolderImages', 'DatasetImages', 'i
            'train_from_run_config']
 
 # %% ../nbs/06b_run_config.ipynb #d8b3b6e2
-import json, string
+import json, os, string
 from pathlib import Path
 
 import PIL.Image
 import torch
 from tqdm.auto import tqdm
 
+from .checkpoint import lock_output_dir, unlock_output_dir
 from .config import ImageDDPOConfig, policy_kwargs
 from .families import policy_for
 from .policy import I2IDDPOPolicy, to_image_batch
@@ -188,8 +189,14 @@ def trainer_from_run_config(source, callbacks=(),
     prompt_function = folder_prompt_function(images, spec.prompt)
     reward_function = resolve_reward(spec.reward, spec.reward_kwargs, spec.folder)
     check_reward_metadata(reward_function, images, spec.reward)
-    policy = load_policy(spec.model, spec.revision, c)  # the first expensive step: everything above is checked
-    return ImageDDPOTrainer(spec.config, reward_function, prompt_function, policy, callbacks=callbacks)
+    main = int(os.environ.get("RANK", "0")) == 0  # the main process holds the folder (chapter 05b); the trainer keeps it
+    if main: lock_output_dir(c.output_dir)  # a second run in the folder is refused before its model loads
+    try:
+        policy = load_policy(spec.model, spec.revision, c)  # the first expensive step: everything above is checked
+        return ImageDDPOTrainer(spec.config, reward_function, prompt_function, policy, callbacks=callbacks)
+    except BaseException:
+        if main: unlock_output_dir(c.output_dir)
+        raise
 
 def train_from_run_config(source, command:str|None=None, **config_overrides) -> ImageDDPOTrainer:
     "Train as a run file says, with a progress bar; saves the final weights to `output_dir/final`."

@@ -25,8 +25,8 @@ from diffusers import DiffusionPipeline
 
 from .advantages import PerKeyStatTracker, global_advantages, group_advantages, sample_key
 from .callbacks import DebugHook, EpochResult, ImageSamplesHook, TrackerLogger, TrainerCallback
-from .checkpoint import (check_output_dir, check_writable, clear_checkpoints, load_trainer_checkpoint, resolve_resume,
-                                  save_trainer_checkpoint)
+from .checkpoint import (check_output_dir, check_writable, clear_checkpoints, load_trainer_checkpoint, lock_output_dir,
+                                  resolve_resume, save_trainer_checkpoint, unlock_output_dir)
 from .config import ImageDDPOConfig, check_sampling_plan, from_trl, policy_kwargs
 from .faults import RewardTimeout, StopRequests, TrainingStopped, in_daemon_thread
 from .objectives import OBJECTIVES
@@ -76,9 +76,15 @@ class ImageDDPOTrainer:
         check_sampling_plan(c, sd_pipeline)  # the family's strength rule, every epoch, before any model work
         if sd_pipeline.use_lora != c.use_lora:
             raise ValueError(f"config.use_lora={c.use_lora} but the pipeline was built with use_lora={sd_pipeline.use_lora}")
-        check_output_dir(c.output_dir, c.resume_from, c.overwrite_output_dir)  # a previous run is never destroyed unasked
-        check_writable(c.output_dir)
-        self.resumed_from = resume = resolve_resume(c.resume_from, c.output_dir)  # verified before any model work
+        self._holds_output_dir = int(os.environ.get("RANK", "0")) == 0  # the main process holds the folder (chapter 05b) until train() ends
+        if self._holds_output_dir: lock_output_dir(c.output_dir)  # one run per folder: a second is refused here
+        try:
+            check_output_dir(c.output_dir, c.resume_from, c.overwrite_output_dir)  # a previous run is never destroyed unasked
+            check_writable(c.output_dir)
+            self.resumed_from = resume = resolve_resume(c.resume_from, c.output_dir)  # verified before any model work
+        except BaseException:
+            if self._holds_output_dir: unlock_output_dir(c.output_dir)
+            raise
         self.reward_function, self.prompt_function, self.sd_pipeline = reward_function, prompt_function, sd_pipeline
         self.callbacks = [TrackerLogger(), *([DebugHook(debug_hook)] if debug_hook else []),
                           *([ImageSamplesHook(image_samples_hook)] if image_samples_hook else []), *callbacks]
@@ -176,12 +182,16 @@ def step(self:ImageDDPOTrainer, epoch:int, global_step:int|None=None) -> int:
 @patch
 def train(self:ImageDDPOTrainer, epochs:int|None=None):
     "Train from `first_epoch` up to `epochs` (default `config.num_epochs`)."
-    for cb in self.callbacks: cb.on_train_begin(self)
-    with StopRequests() as stop:  # SIGINT / SIGTERM: finish the epoch, write a checkpoint, raise TrainingStopped
-        for epoch in range(self.first_epoch, epochs or self.config.num_epochs):
-            self.step(epoch)
-            if signum := self._stop_requested(stop): self._stop(signum)
-    for cb in self.callbacks: cb.on_train_end(self)
+    if self._holds_output_dir: lock_output_dir(self.config.output_dir)  # held again, after an earlier train() ended
+    try:
+        for cb in self.callbacks: cb.on_train_begin(self)
+        with StopRequests() as stop:  # SIGINT / SIGTERM: finish the epoch, write a checkpoint, raise TrainingStopped
+            for epoch in range(self.first_epoch, epochs or self.config.num_epochs):
+                self.step(epoch)
+                if signum := self._stop_requested(stop): self._stop(signum)
+        for cb in self.callbacks: cb.on_train_end(self)
+    finally:
+        if self._holds_output_dir: unlock_output_dir(self.config.output_dir)  # the folder is free for the next run
 
 @patch
 def _stop_requested(self:ImageDDPOTrainer, stop:StopRequests) -> int:

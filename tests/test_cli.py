@@ -229,3 +229,43 @@ def test_a_reachable_hub_model_passes_the_check(fake_hub, tmp_path):
     done = subprocess.run([sys.executable, "-c", "from imageddpo.run_file import check_hub_model; check_hub_model('owner/ok'); print('ok')"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.stdout == "ok\n", done.stderr[-2000:]
+
+@pytest.mark.slow
+def test_two_runs_started_together_on_one_folder_never_both_train(tmp_path):
+    "Two `imageddpo train` on one output folder, started at the same moment, three times: one trains, the other is refused."
+    from imageddpo.checkpoint import list_checkpoints, verify_checkpoint
+    images = str(image_folder(tmp_path / "images"))
+    for round in range(3):
+        run = run_file(tmp_path, images, **{"config.output_dir": str(tmp_path / f"run{round}"), "config.num_epochs": 2, "config.save_freq": 1})
+        procs = [subprocess.Popen([sys.executable, "-m", "imageddpo", "train", "--config", str(run)], env=ENV, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+        done = [(p.wait(timeout=600), *p.communicate()) for p in procs]
+        codes = sorted(code for code, _, _ in done)
+        assert codes == [0, 2], [(code, err[-1500:]) for code, _, err in done]
+        refusal = next(err for code, _, err in done if code == 2)
+        assert "is in use by another run (PID" in refusal or "holds a previous run" in refusal, refusal[-1500:]
+        found = list_checkpoints(tmp_path / f"run{round}")
+        assert [p.name for p in found] == ["checkpoint-1", "checkpoint-2"]
+        for checkpoint in found: verify_checkpoint(checkpoint)  # every file its manifest lists, with its checksum
+        assert (tmp_path / f"run{round}" / ".imageddpo.lock").read_text() == ""  # released at the end
+
+@pytest.mark.slow
+def test_a_run_that_is_still_training_is_never_resumed_by_another(tmp_path):
+    "Once run A has a checkpoint, B with --resume-from latest (what a refusal used to suggest) is refused: A is still alive."
+    import time
+    run = run_file(tmp_path, str(image_folder(tmp_path / "images")), **{"config.num_epochs": 200})
+    first = subprocess.Popen([sys.executable, "-m", "imageddpo", "train", "--config", str(run)], env=ENV,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not (tmp_path / "run" / "checkpoints" / "checkpoint-1").exists():
+            assert first.poll() is None and time.time() < deadline, "run A ended or never wrote checkpoint-1"
+            time.sleep(0.2)
+        second = imageddpo("train", "--config", str(run), "--resume-from", "latest")
+        assert second.returncode == 2 and f"is in use by another run (PID {first.pid} on" in second.stderr, second.stderr[-2000:]
+    finally: first.kill(); first.wait()
+    from imageddpo.checkpoint import checkpoint_epoch, latest_checkpoint
+    epochs = checkpoint_epoch(latest_checkpoint(tmp_path / "run")) + 1
+    done = imageddpo("train", "--config", str(run), "--resume-from", "latest", "--num-epochs", str(epochs))  # A is gone (kill -9): B takes over
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"took over the lock left by PID {first.pid}" in done.stderr, done.stderr[-2000:]
